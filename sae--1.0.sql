@@ -1,0 +1,116 @@
+-- sae 1.0: train and study sparse autoencoders from SQL.
+\echo Use "CREATE EXTENSION sae" to load this file. \quit
+
+CREATE SCHEMA sae;
+COMMENT ON SCHEMA sae IS 'tables of the sae extension: runs, training logs, features, tensors';
+
+CREATE TABLE sae.runs (
+    run_id            bigserial PRIMARY KEY,
+    run_name          text NOT NULL,
+    status            text NOT NULL DEFAULT 'running'
+                      CHECK (status IN ('running', 'completed', 'failed', 'cancelled')),
+    config            jsonb NOT NULL,
+    hook_point        text NOT NULL,
+    hook_point_layer  int NOT NULL,
+    d_in              int NOT NULL,
+    d_sae             int NOT NULL,
+    architecture      text NOT NULL,
+    device            text NOT NULL,
+    source            text NOT NULL,
+    n_steps           bigint,
+    n_tokens          bigint,
+    seconds           real,
+    tokens_per_second real,
+    final_metrics     jsonb,
+    started_at        timestamptz NOT NULL DEFAULT now(),
+    finished_at       timestamptz
+);
+COMMENT ON TABLE sae.runs IS 'one row per trained SAE; config is normalized with every default filled in';
+COMMENT ON COLUMN sae.runs.final_metrics IS 'metrics of the last step and the last feature-density window; explained_variance is 1 - SSE/SST about the batch mean, explained_variance_legacy the mean of per-token ratios (SAELens v1)';
+
+CREATE TABLE sae.train_log (
+    run_id                       bigint NOT NULL REFERENCES sae.runs ON DELETE CASCADE,
+    step                         bigint NOT NULL,
+    n_tokens                     bigint NOT NULL,
+    lr                           double precision,
+    mse_loss                     real,
+    l1_loss                      real,
+    ghost_grad_loss              real,
+    overall_loss                 real,
+    l0                           real,
+    explained_variance           real,
+    explained_variance_legacy    real,
+    explained_variance_std       real,
+    l2_norm                      real,
+    l2_ratio                     real,
+    dead_features                int,
+    mean_log10_feature_sparsity  real,
+    below_1e_5                   int,
+    below_1e_6                   int,
+    PRIMARY KEY (run_id, step)
+);
+COMMENT ON TABLE sae.train_log IS 'SAELens''s W&B metrics: every wandb_log_frequency steps, and the feature-density summary every feature_sampling_window steps';
+COMMENT ON COLUMN sae.train_log.step IS 'optimizer step, counted from 1';
+COMMENT ON COLUMN sae.train_log.l1_loss IS 'mean over the batch of ||f||_p, without l1_coefficient (losses/l1_loss)';
+COMMENT ON COLUMN sae.train_log.explained_variance IS 'conventional: 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over the batch';
+COMMENT ON COLUMN sae.train_log.explained_variance_legacy IS 'SAELens v1 metrics/explained_variance: the mean over tokens of 1 - ||x - x_hat||^2 / ||x - mean(x)||^2';
+
+CREATE TABLE sae.features (
+    run_id          bigint NOT NULL REFERENCES sae.runs ON DELETE CASCADE,
+    feature_id      int NOT NULL,
+    w_enc           real[] NOT NULL,
+    w_dec           real[] NOT NULL,
+    b_enc           real NOT NULL,
+    firing_rate     real,
+    log10_sparsity  real,
+    PRIMARY KEY (run_id, feature_id)
+);
+ALTER TABLE sae.features ALTER COLUMN w_enc SET STORAGE EXTERNAL,
+                         ALTER COLUMN w_dec SET STORAGE EXTERNAL;
+COMMENT ON TABLE sae.features IS 'one row per SAE feature: its encoder column, decoder row and bias';
+COMMENT ON COLUMN sae.features.firing_rate IS 'fraction of tokens with a positive activation, over the last feature_sampling_window';
+COMMENT ON COLUMN sae.features.log10_sparsity IS 'log10(firing_rate + 1e-10), as SAELens''s sparsity.safetensors';
+
+CREATE TABLE sae.tensors (
+    run_id  bigint NOT NULL REFERENCES sae.runs ON DELETE CASCADE,
+    name    text NOT NULL,
+    chunk   int NOT NULL,
+    shape   int[] NOT NULL,
+    data    real[] NOT NULL,
+    PRIMARY KEY (run_id, name, chunk)
+);
+ALTER TABLE sae.tensors ALTER COLUMN data SET STORAGE EXTERNAL;
+COMMENT ON TABLE sae.tensors IS 'SAE-level tensors (b_dec, checkpoints) in row-major chunks of at most 16M floats (64 MB); shape is the whole tensor''s';
+
+SELECT pg_catalog.pg_extension_config_dump('sae.runs', '');
+SELECT pg_catalog.pg_extension_config_dump('sae.runs_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sae.train_log', '');
+SELECT pg_catalog.pg_extension_config_dump('sae.features', '');
+SELECT pg_catalog.pg_extension_config_dump('sae.tensors', '');
+
+CREATE FUNCTION sae_train(config jsonb)
+RETURNS TABLE (run_id bigint, run_name text, hook_point text, d_in int, d_sae int,
+               n_steps bigint, n_tokens bigint, l0 real, explained_variance real,
+               mse real, l1_loss real, dead_features int, tokens_per_second real,
+               seconds real)
+AS 'MODULE_PATHNAME', 'sae_train' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION sae_train(jsonb) IS 'train an SAE with a SAELens-style config; one row per trained SAE';
+
+CREATE FUNCTION sae_encode(run_id bigint, activation real[])
+RETURNS real[] AS 'MODULE_PATHNAME', 'sae_encode' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sae_encode(bigint, real[]) IS 'feature activations of a trained SAE for one activation vector';
+
+CREATE FUNCTION sae_reconstruct(run_id bigint, activation real[])
+RETURNS real[] AS 'MODULE_PATHNAME', 'sae_reconstruct' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sae_reconstruct(bigint, real[]) IS 'the SAE''s reconstruction of one activation vector';
+
+CREATE FUNCTION sae_synthetic_dictionary(d_in int, n_features int, seed bigint DEFAULT 0)
+RETURNS TABLE (feature_id int, direction real[])
+AS 'MODULE_PATHNAME', 'sae_synthetic_dictionary_srf' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION sae_synthetic_dictionary(int, int, bigint) IS 'the random unit directions behind sae_synthetic_activations';
+
+CREATE FUNCTION sae_synthetic_activations(n_rows bigint, d_in int, n_features int,
+                                          active_per_row real DEFAULT 3, seed bigint DEFAULT 0)
+RETURNS TABLE (row_id bigint, activation real[])
+AS 'MODULE_PATHNAME', 'sae_synthetic_activations_srf' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION sae_synthetic_activations(bigint, int, int, real, bigint) IS 'toy activations: sparse combinations of sae_synthetic_dictionary(d_in, n_features, seed)';

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Set up, then run every sae test: the engine unit tests, then pg_regress and pgTAP against a
+# throw-away PostgreSQL 15 server made by pg_virtualenv. Prints each runner's own output, and
+# ends with one line "N passed, N failed" totalled over all three; exits non-zero if any test
+# failed, a runner broke without saying which test, or the server crashed.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+
+pg_config=/usr/lib/postgresql/15/bin/pg_config
+logdir=$(mktemp -d -t sae-test.XXXXXX)
+trap 'rm -rf "$logdir"' EXIT
+
+passed=0
+failed=0
+
+# Run a command, showing its output and keeping a copy in a log; returns the command's status.
+run_logged() {
+    local log=$1
+    shift
+    "$@" 2>&1 | tee "$log"
+    return "${PIPESTATUS[0]}"
+}
+
+# Add one stage's counts to the totals. A runner that exits non-zero without naming a failed
+# test (it did not build, it crashed, it could not connect) still counts as one failure.
+tally() {
+    local stage=$1 ok=$2 bad=$3 rc=$4
+    if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
+        echo "== $stage: exited with status $rc without reporting a failed test; counted as one failure"
+        bad=1
+    fi
+    echo "== $stage: $ok ok, $bad not ok"
+    passed=$((passed + ok))
+    failed=$((failed + bad))
+}
+
+# TAP from one stream ("ok N - name", "not ok N - name", optional plan "1..N"): tests that the
+# plan promised but never reported (the runner died midway) count as failed.
+count_tap() {
+    awk '
+        /^1\.\.[0-9]+/       { split($0, p, /\.\./); planned = p[2] + 0 }
+        /^ok [0-9]+/         { ok++ }
+        /^not ok [0-9]+/     { if ($0 ~ /# *TODO/) ok++; else bad++ }
+        END {
+            missing = planned - ok - bad
+            if (missing > 0) bad += missing
+            print ok + 0, bad + 0
+        }' "$1"
+}
+
+# pg_regress: PG15 prints "test name ... ok   12 ms" (or indented inside a parallel group) and
+# "... FAILED"; PG16 and later print TAP ("ok 1  - name  12 ms", "not ok 2  - name").
+count_regress() {
+    awk '
+        / \.\.\. ok( |$)/            { ok++ }
+        / \.\.\. FAILED/             { bad++ }
+        /^ok [0-9]+ +[-+] /          { ok++ }
+        /^not ok [0-9]+ +[-+] /      { bad++ }
+        END { print ok + 0, bad + 0 }' "$1"
+}
+
+# pg_prove --verbose: the TAP lines of every file, then the harness summary. A file that died
+# before its plan was done says "You planned N tests but ran M"; the missing ones count as failed.
+count_pgtap() {
+    awk '
+        /^ok [0-9]+/         { ok++ }
+        /^not ok [0-9]+/     { if ($0 ~ /# *TODO/) ok++; else bad++ }
+        /You planned [0-9]+ tests? but ran [0-9]+/ {
+            for (i = 1; i <= NF; i++) {
+                if ($i == "planned") planned = $(i + 1)
+                if ($i == "ran") ran = $(i + 1)
+            }
+            if (planned - ran > 0) bad += planned - ran
+        }
+        END { print ok + 0, bad + 0 }' "$1"
+}
+
+# The server-side part, run inside pg_virtualenv (PG* variables point at the throw-away
+# server). Writes each runner's log and exit status into $1; exits non-zero only if the server
+# crashed, so that pg_virtualenv then shows the server log.
+server_tests() {
+    local logdir=$1 pg_config=$2 rc
+
+    if compgen -G 'sql/*.sql' >/dev/null; then
+        rm -f regression.diffs
+        make -s PG_CONFIG="$pg_config" installcheck 2>&1 | tee "$logdir/regress.log"
+        rc=${PIPESTATUS[0]}
+        echo "$rc" >"$logdir/regress.rc"
+        if [ "$rc" -ne 0 ] && [ -f regression.diffs ]; then
+            echo "---- regression.diffs ----"
+            cat regression.diffs
+            echo "---- end of regression.diffs ----"
+        fi
+    else
+        echo "== pg_regress: no tests in sql/"
+    fi
+
+    if compgen -G 'test/pgtap/*.sql' >/dev/null; then
+        # If a backend crashed under pg_regress, the server restarts: give the postmaster a
+        # moment to notice, then wait until it takes connections again.
+        if [ "$(cat "$logdir/regress.rc" 2>/dev/null || echo 0)" -ne 0 ]; then
+            local tries=30
+            sleep 1
+            until pg_isready -q || [ "$tries" -eq 0 ]; do
+                tries=$((tries - 1))
+                sleep 1
+            done
+        fi
+        if createdb sae_pgtap &&
+            psql -X -q -v ON_ERROR_STOP=1 -d sae_pgtap \
+                -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION sae'; then
+            pg_prove --verbose -d sae_pgtap test/pgtap/*.sql 2>&1 | tee "$logdir/pgtap.log"
+            echo "${PIPESTATUS[0]}" >"$logdir/pgtap.rc"
+        else
+            echo "== pgTAP: could not create database sae_pgtap with extensions pgtap and sae"
+            : >"$logdir/pgtap.log"
+            echo 1 >"$logdir/pgtap.rc"
+        fi
+    else
+        echo "== pgTAP: no tests in test/pgtap/"
+    fi
+
+    # pg_virtualenv -t keeps the server log beside its PGSYSCONFDIR.
+    local log
+    for log in "${PGSYSCONFDIR%/*}"/log/*.log; do
+        [ -f "$log" ] || continue
+        grep -E 'terminated by signal|terminated by exception|PANIC:' "$log" >>"$logdir/crashes.log"
+    done
+    if [ -s "$logdir/crashes.log" ]; then
+        echo "== the server crashed:"
+        cat "$logdir/crashes.log"
+        return 1
+    fi
+    return 0
+}
+
+echo "==== setup"
+setup_ok=1
+if ! bash scripts/setup.sh; then
+    setup_ok=0
+    tally "setup (build with WERROR=1 and install)" 0 1 0
+fi
+
+echo "==== engine unit tests"
+if compgen -G 'test/unit/*.c' >/dev/null; then
+    run_logged "$logdir/unit.log" make -s PG_CONFIG="$pg_config" WERROR=1 unittest
+    rc=$?
+    read -r ok bad < <(count_tap "$logdir/unit.log")
+    tally "unit tests" "$ok" "$bad" "$rc"
+else
+    echo "== unit tests: none in test/unit/"
+fi
+
+echo "==== pg_regress and pgTAP on a throw-away PostgreSQL 15"
+if [ "$setup_ok" -eq 1 ]; then
+    # -t keeps the cluster in a temporary directory even as root, so a run killed midway
+    # leaves nothing behind that would stop the next one.
+    pg_virtualenv -t -v 15 -- bash -c "$(declare -f server_tests); server_tests \"\$@\"" \
+        server_tests "$logdir" "$pg_config"
+    venv_rc=$?
+    if [ -f "$logdir/regress.rc" ]; then
+        read -r ok bad < <(count_regress "$logdir/regress.log")
+        tally "pg_regress" "$ok" "$bad" "$(cat "$logdir/regress.rc")"
+    fi
+    if [ -f "$logdir/pgtap.rc" ]; then
+        read -r ok bad < <(count_pgtap "$logdir/pgtap.log")
+        tally "pgTAP" "$ok" "$bad" "$(cat "$logdir/pgtap.rc")"
+    fi
+    if [ -s "$logdir/crashes.log" ]; then
+        tally "server" 0 1 0
+    elif [ "$venv_rc" -ne 0 ]; then
+        tally "pg_virtualenv" 0 0 "$venv_rc"
+    fi
+else
+    echo "== skipped: the extension did not build or install"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,140 @@
+/*
+ * backend.h — the one door to tensor arithmetic.
+ *
+ * The trainer, the activation store and the metrics never read or write
+ * tensor memory themselves: they hold opaque pointers returned by alloc()
+ * and ask the backend to move data and compute.  The CPU backend
+ * (backend_cpu.c, OpenBLAS) is the reference; a CUDA backend implements the
+ * same table with device pointers, so nothing above this interface changes.
+ *
+ * Conventions: matrices are row-major float32; "rows x cols".  B is the
+ * number of tokens in a batch, d = d_in, m = d_sae.  Reductions that the
+ * trainer needs on the host come back through double pointers (the CUDA
+ * backend synchronises there, a few times per step).
+ */
+#ifndef SAE_BACKEND_H
+#define SAE_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum SaeActivation
+{
+	SAE_ACT_RELU,				/* f = relu(h) */
+	SAE_ACT_TANH_RELU			/* f = tanh(relu(h)), the tanh_sae of the seed */
+} SaeActivation;
+
+/* What the fused MSE op measures on one batch (sums over the batch). */
+typedef struct SaeMseStats
+{
+	double		mse_sum;		/* sum of E_bj (normalised if dense_batch) */
+	double		sse;			/* sum ||x_b - xhat_b||^2 (unnormalised) */
+	double		sst;			/* sum ||x_b - mean(x)||^2 */
+	double		ev_legacy_sum;	/* sum_b (1 - ||x_b-xhat_b||^2/||x_b-mean||^2) */
+	double		ev_legacy_sumsq;	/* sum of squares of the same */
+	double		l2_norm_out;	/* sum_b ||xhat_b|| */
+	double		l2_ratio;		/* sum_b ||xhat_b|| / ||x_b|| */
+} SaeMseStats;
+
+typedef struct SaeBackend SaeBackend;
+
+struct SaeBackend
+{
+	const char *name;
+	void	   *impl;
+
+	/* memory: alloc returns zeroed memory or NULL */
+	void	   *(*alloc) (SaeBackend *be, size_t bytes);
+	void		(*free) (SaeBackend *be, void *ptr);
+	void		(*to_device) (SaeBackend *be, void *dst, const void *src, size_t bytes);
+	void		(*to_host) (SaeBackend *be, void *dst, const void *src, size_t bytes);
+	void		(*copy) (SaeBackend *be, void *dst, const void *src, size_t bytes);
+	void		(*fill) (SaeBackend *be, float *x, size_t n, float value);
+
+	/* C = alpha * op(A) op(B) + beta * C, op(A) is M x K, op(B) is K x N */
+	void		(*gemm) (SaeBackend *be, bool trans_a, bool trans_b,
+						 int M, int N, int K, float alpha,
+						 const float *A, int lda, const float *B, int ldb,
+						 float beta, float *C, int ldc);
+
+	/* dst[r] = src[idx[r]] for rows of width cols; idx is device int32 */
+	void		(*gather_rows) (SaeBackend *be, float *dst, const float *src,
+								const int32_t *idx, int rows, int cols);
+	/* dst = src + alpha * vec broadcast over rows (dst may be src) */
+	void		(*add_row_vector) (SaeBackend *be, float *dst, const float *src,
+								   const float *vec, int rows, int cols, float alpha);
+	/* dst[c] = sum over rows of src[r][c] */
+	void		(*col_sum) (SaeBackend *be, float *dst, const float *src, int rows, int cols);
+	/* scale each row to unit L2 norm (rows of norm 0 are left alone) */
+	void		(*normalize_rows) (SaeBackend *be, float *w, int rows, int cols);
+	/* g_i -= <g_i, w_i> w_i for each row: removes the radial gradient */
+	void		(*project_rows) (SaeBackend *be, float *g, const float *w, int rows, int cols);
+
+	/*
+	 * Encoder nonlinearity, fused with its reductions.  On entry h holds
+	 * x_c W_enc; on exit h = x_c W_enc + b_enc (pre-activation, noiseless)
+	 * and f = act(h + noise_scale * N(0,1)) with noise drawn from
+	 * (seed, noise_stream, b*m+i).  row_norm[b] = ||f_b||_p.  If fire_count
+	 * is not NULL, fire_count[i] += #{b : f_bi > 0}.  Returns sum_b L0_b.
+	 */
+	double		(*encode_activate) (SaeBackend *be, float *h, const float *b_enc,
+									float *f, int B, int m, SaeActivation act,
+									float noise_scale, uint64_t seed,
+									uint64_t noise_stream, double lp,
+									float *row_norm, float *fire_count);
+
+	/*
+	 * MSE loss and its gradient.  row_w[b] = 1/(||x_b - mean(x)|| + 1e-6) if
+	 * dense_batch else 1; E = (xhat - x)^2 * row_w; d_xhat = 2 E' / (B d) with
+	 * E' = (xhat - x) * row_w.  x_sq[b] = ||x_b||^2 (for l2_squared L1).
+	 */
+	void		(*mse_forward_backward) (SaeBackend *be, const float *x,
+										 const float *xhat, int B, int d,
+										 bool dense_batch, float *d_xhat,
+										 float *row_w, float *x_sq,
+										 SaeMseStats *stats);
+
+	/*
+	 * Backward through the sparsity penalty and the nonlinearity.  On entry
+	 * dh holds dL/df from the reconstruction; adds l1_scale * row_scale[b] *
+	 * d||f_b||_p/df (row_scale NULL = 1) and multiplies by act'(.).
+	 */
+	void		(*activation_backward) (SaeBackend *be, float *dh, const float *f,
+										const float *row_norm, const float *row_scale,
+										float l1_scale, double lp, int B, int m,
+										SaeActivation act);
+
+	/* per-feature dead tracking: since += 1, reset where fired; freq += count; fire_count = 0. Returns #dead */
+	int64_t		(*update_fire_stats) (SaeBackend *be, float *fire_count,
+									  float *steps_since_fired, float *act_freq,
+									  float *dead_mask, int m, float dead_window);
+
+	/* ghost grads (SAELens calculate_ghost_grad_loss); see trainer.c */
+	void		(*exp_masked) (SaeBackend *be, float *g, const float *h,
+							   const float *mask, int B, int m);
+	double		(*ghost_loss) (SaeBackend *be, const float *x, const float *xhat,
+							   float *y, const float *row_w, int B, int d);
+	void		(*ghost_backward) (SaeBackend *be, float *dh, const float *dg,
+								   const float *h, const float *mask, int B, int m);
+
+	/* PyTorch's Adam (no weight decay, no amsgrad), bias corrections by step t >= 1 */
+	void		(*adam) (SaeBackend *be, float *param, const float *grad,
+						 float *m1, float *m2, size_t n, double lr,
+						 double beta1, double beta2, double eps, int64_t t);
+
+	/*
+	 * One Weiszfeld iteration on n points: weights w_t = 1/max(||x_t-mu||, eps),
+	 * new_mu = sum w_t x_t / sum w_t.  Returns sum_t ||x_t - mu|| (the
+	 * objective at mu).  mu and new_mu are device vectors of length d.
+	 */
+	double		(*weiszfeld_step) (SaeBackend *be, const float *x, int64_t n, int d,
+								   const float *mu, float *new_mu, double eps);
+
+	void		(*destroy) (SaeBackend *be);
+};
+
+/* The CPU backend (OpenBLAS).  threads <= 0 keeps OpenBLAS's default. */
+SaeBackend *sae_backend_cpu_create(int threads);
+
+#endif

@@ -1,0 +1,540 @@
+/*
+ * backend_cpu.c — the reference backend: OpenBLAS for matrix products,
+ * OpenMP loops for everything else.
+ *
+ * Each fused op makes one pass over its B x m or B x d data where it can,
+ * because on a CPU these passes, not the GEMMs, are what a naive
+ * implementation spends its time on.  Sums run in double.
+ */
+#include "backend.h"
+#include "rng.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static void *
+cpu_alloc(SaeBackend *be, size_t bytes)
+{
+	return calloc(1, bytes ? bytes : 1);
+}
+
+static void
+cpu_free(SaeBackend *be, void *ptr)
+{
+	free(ptr);
+}
+
+static void
+cpu_memcpy(SaeBackend *be, void *dst, const void *src, size_t bytes)
+{
+	if (dst != src && bytes > 0)
+		memmove(dst, src, bytes);
+}
+
+static void
+cpu_fill(SaeBackend *be, float *x, size_t n, float value)
+{
+#pragma omp parallel for schedule(static)
+	for (size_t i = 0; i < n; i++)
+		x[i] = value;
+}
+
+static void
+cpu_gemm(SaeBackend *be, bool trans_a, bool trans_b, int M, int N, int K,
+		 float alpha, const float *A, int lda, const float *B, int ldb,
+		 float beta, float *C, int ldc)
+{
+	cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+				trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
+				A, lda, B, ldb, beta, C, ldc);
+}
+
+static void
+cpu_gather_rows(SaeBackend *be, float *dst, const float *src,
+				const int32_t *idx, int rows, int cols)
+{
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < rows; r++)
+		memcpy(dst + (size_t) r * cols, src + (size_t) idx[r] * cols, sizeof(float) * cols);
+}
+
+static void
+cpu_add_row_vector(SaeBackend *be, float *dst, const float *src,
+				   const float *vec, int rows, int cols, float alpha)
+{
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < rows; r++)
+	{
+		const float *s = src + (size_t) r * cols;
+		float	   *o = dst + (size_t) r * cols;
+
+		for (int c = 0; c < cols; c++)
+			o[c] = s[c] + alpha * vec[c];
+	}
+}
+
+static void
+cpu_col_sum(SaeBackend *be, float *dst, const float *src, int rows, int cols)
+{
+	double	   *acc = calloc(cols, sizeof(double));
+
+#pragma omp parallel
+	{
+		double	   *mine = calloc(cols, sizeof(double));
+
+#pragma omp for schedule(static)
+		for (int r = 0; r < rows; r++)
+		{
+			const float *s = src + (size_t) r * cols;
+
+			for (int c = 0; c < cols; c++)
+				mine[c] += s[c];
+		}
+#pragma omp critical
+		for (int c = 0; c < cols; c++)
+			acc[c] += mine[c];
+		free(mine);
+	}
+	for (int c = 0; c < cols; c++)
+		dst[c] = (float) acc[c];
+	free(acc);
+}
+
+static void
+cpu_normalize_rows(SaeBackend *be, float *w, int rows, int cols)
+{
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < rows; r++)
+	{
+		float	   *row = w + (size_t) r * cols;
+		double		ss = 0;
+
+		for (int c = 0; c < cols; c++)
+			ss += (double) row[c] * row[c];
+		if (ss > 0)
+		{
+			float		norm = (float) sqrt(ss);
+
+			for (int c = 0; c < cols; c++)
+				row[c] /= norm;
+		}
+	}
+}
+
+static void
+cpu_project_rows(SaeBackend *be, float *g, const float *w, int rows, int cols)
+{
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < rows; r++)
+	{
+		float	   *gr = g + (size_t) r * cols;
+		const float *wr = w + (size_t) r * cols;
+		double		dot = 0;
+
+		for (int c = 0; c < cols; c++)
+			dot += (double) gr[c] * wr[c];
+		for (int c = 0; c < cols; c++)
+			gr[c] -= (float) dot * wr[c];
+	}
+}
+
+/* ||f||_p of one row, f >= 0 after ReLU. */
+static float
+row_lp_norm(const float *f, int m, double lp)
+{
+	double		s = 0;
+
+	if (lp == 1.0)
+	{
+		for (int i = 0; i < m; i++)
+			s += fabsf(f[i]);
+		return (float) s;
+	}
+	if (lp == 2.0)
+	{
+		for (int i = 0; i < m; i++)
+			s += (double) f[i] * f[i];
+		return (float) sqrt(s);
+	}
+	for (int i = 0; i < m; i++)
+		s += pow(fabsf(f[i]), lp);
+	return (float) pow(s, 1.0 / lp);
+}
+
+static double
+cpu_encode_activate(SaeBackend *be, float *h, const float *b_enc, float *f,
+					int B, int m, SaeActivation act, float noise_scale,
+					uint64_t seed, uint64_t noise_stream, double lp,
+					float *row_norm, float *fire_count)
+{
+	double		l0 = 0;
+
+#pragma omp parallel reduction(+:l0)
+	{
+		float	   *fired = fire_count ? calloc(m, sizeof(float)) : NULL;
+
+#pragma omp for schedule(static)
+		for (int b = 0; b < B; b++)
+		{
+			float	   *hr = h + (size_t) b * m;
+			float	   *fr = f + (size_t) b * m;
+			int			active = 0;
+
+			for (int i = 0; i < m; i++)
+			{
+				float		pre = hr[i] + b_enc[i];
+				float		z = pre;
+				float		out;
+
+				hr[i] = pre;
+				if (noise_scale > 0)
+					z += noise_scale * sae_normal(seed, noise_stream, (uint64_t) b * m + i);
+				out = z > 0 ? z : 0;
+				if (act == SAE_ACT_TANH_RELU)
+					out = tanhf(out);
+				fr[i] = out;
+				if (out > 0)
+				{
+					active++;
+					if (fired)
+						fired[i] += 1;
+				}
+			}
+			row_norm[b] = row_lp_norm(fr, m, lp);
+			l0 += active;
+		}
+		if (fired)
+		{
+#pragma omp critical
+			for (int i = 0; i < m; i++)
+				fire_count[i] += fired[i];
+			free(fired);
+		}
+	}
+	return l0;
+}
+
+static void
+cpu_mse_forward_backward(SaeBackend *be, const float *x, const float *xhat,
+						 int B, int d, bool dense_batch, float *d_xhat,
+						 float *row_w, float *x_sq, SaeMseStats *st)
+{
+	double	   *mean = calloc(d, sizeof(double));
+	float	   *meanf = malloc(sizeof(float) * d);
+	double		mse = 0,
+				sse = 0,
+				sst = 0,
+				ev = 0,
+				ev2 = 0,
+				l2 = 0,
+				ratio = 0;
+	double		scale = 2.0 / ((double) B * d);
+
+	for (int b = 0; b < B; b++)
+		for (int j = 0; j < d; j++)
+			mean[j] += x[(size_t) b * d + j];
+	for (int j = 0; j < d; j++)
+		meanf[j] = (float) (mean[j] / B);
+
+#pragma omp parallel for schedule(static) reduction(+:mse,sse,sst,ev,ev2,l2,ratio)
+	for (int b = 0; b < B; b++)
+	{
+		const float *xr = x + (size_t) b * d;
+		const float *yr = xhat + (size_t) b * d;
+		float	   *gr = d_xhat + (size_t) b * d;
+		double		e = 0,
+					t = 0,
+					xx = 0,
+					yy = 0;
+		float		w;
+
+		for (int j = 0; j < d; j++)
+		{
+			double		diff = (double) yr[j] - xr[j];
+			double		cen = (double) xr[j] - meanf[j];
+
+			e += diff * diff;
+			t += cen * cen;
+			xx += (double) xr[j] * xr[j];
+			yy += (double) yr[j] * yr[j];
+		}
+		w = dense_batch ? (float) (1.0 / (sqrt(t) + 1e-6)) : 1.0f;
+		for (int j = 0; j < d; j++)
+			gr[j] = (float) (scale * w) * (yr[j] - xr[j]);
+		row_w[b] = w;
+		x_sq[b] = (float) xx;
+		mse += w * e;
+		sse += e;
+		sst += t;
+		{
+			double		r = t > 0 ? 1.0 - e / t : 0.0;
+
+			ev += r;
+			ev2 += r * r;
+		}
+		l2 += sqrt(yy);
+		ratio += sqrt(yy) / (sqrt(xx) < 1e-4 ? 1.0 : sqrt(xx));
+	}
+	st->mse_sum = mse;
+	st->sse = sse;
+	st->sst = sst;
+	st->ev_legacy_sum = ev;
+	st->ev_legacy_sumsq = ev2;
+	st->l2_norm_out = l2;
+	st->l2_ratio = ratio;
+	free(mean);
+	free(meanf);
+}
+
+/* d||f||_p / df_i for f_i >= 0, given the row norm. */
+static inline float
+lp_norm_grad(float f, float norm, double lp)
+{
+	if (f <= 0 || norm <= 0)
+		return 0;
+	if (lp == 1.0)
+		return 1;
+	if (lp == 2.0)
+		return f / norm;
+	return (float) (pow(f, lp - 1) / pow(norm, lp - 1));
+}
+
+static void
+cpu_activation_backward(SaeBackend *be, float *dh, const float *f,
+						const float *row_norm, const float *row_scale,
+						float l1_scale, double lp, int B, int m, SaeActivation act)
+{
+#pragma omp parallel for schedule(static)
+	for (int b = 0; b < B; b++)
+	{
+		float	   *gr = dh + (size_t) b * m;
+		const float *fr = f + (size_t) b * m;
+		float		s = l1_scale * (row_scale ? row_scale[b] : 1.0f);
+		float		norm = row_norm[b];
+
+		for (int i = 0; i < m; i++)
+		{
+			float		fi = fr[i];
+
+			if (fi > 0)
+			{
+				float		g = gr[i] + s * lp_norm_grad(fi, norm, lp);
+
+				gr[i] = act == SAE_ACT_TANH_RELU ? g * (1 - fi * fi) : g;
+			}
+			else
+				gr[i] = 0;
+		}
+	}
+}
+
+static int64_t
+cpu_update_fire_stats(SaeBackend *be, float *fire_count, float *since,
+					  float *act_freq, float *dead_mask, int m, float window)
+{
+	int64_t		dead = 0;
+
+#pragma omp parallel for schedule(static) reduction(+:dead)
+	for (int i = 0; i < m; i++)
+	{
+		since[i] = fire_count[i] > 0 ? 0 : since[i] + 1;
+		act_freq[i] += fire_count[i];
+		fire_count[i] = 0;
+		dead_mask[i] = since[i] > window ? 1.0f : 0.0f;
+		dead += since[i] > window;
+	}
+	return dead;
+}
+
+static void
+cpu_exp_masked(SaeBackend *be, float *g, const float *h, const float *mask, int B, int m)
+{
+#pragma omp parallel for schedule(static)
+	for (int b = 0; b < B; b++)
+		for (int i = 0; i < m; i++)
+		{
+			size_t		k = (size_t) b * m + i;
+
+			g[k] = mask[i] > 0 ? expf(h[k]) : 0.0f;
+		}
+}
+
+static double
+cpu_ghost_loss(SaeBackend *be, const float *x, const float *xhat, float *y,
+			   const float *row_w, int B, int d)
+{
+	double		loss = 0;
+	double		scale = 2.0 / ((double) B * d);
+
+#pragma omp parallel for schedule(static) reduction(+:loss)
+	for (int b = 0; b < B; b++)
+	{
+		const float *xr = x + (size_t) b * d;
+		const float *yr = xhat + (size_t) b * d;
+		float	   *gy = y + (size_t) b * d;
+		double		rr = 0,
+					ny = 0;
+		float		c,
+					w = row_w[b];
+
+		for (int j = 0; j < d; j++)
+		{
+			double		r = (double) xr[j] - yr[j];
+
+			rr += r * r;
+			ny += (double) gy[j] * gy[j];
+		}
+		c = (float) (sqrt(rr) / (1e-6 + 2 * sqrt(ny)));
+		for (int j = 0; j < d; j++)
+		{
+			float		r = xr[j] - yr[j];
+			float		diff = gy[j] * c - r;
+			float		eg = diff * diff * w;
+			float		e = r * r * w;
+			float		ratio = e / (eg + 1e-6f);
+
+			loss += (double) ratio * eg;
+			gy[j] = (float) (scale * ratio * diff * w) * c;
+		}
+	}
+	return loss / ((double) B * d);
+}
+
+static void
+cpu_ghost_backward(SaeBackend *be, float *dh, const float *dg, const float *h,
+				   const float *mask, int B, int m)
+{
+#pragma omp parallel for schedule(static)
+	for (int b = 0; b < B; b++)
+		for (int i = 0; i < m; i++)
+		{
+			size_t		k = (size_t) b * m + i;
+
+			if (mask[i] > 0)
+				dh[k] += dg[k] * expf(h[k]);
+		}
+}
+
+/* torch.optim.Adam's single-tensor update, operation for operation. */
+static void
+cpu_adam(SaeBackend *be, float *param, const float *grad, float *m1, float *m2,
+		 size_t n, double lr, double beta1, double beta2, double eps, int64_t t)
+{
+	double		bc1 = 1 - pow(beta1, (double) t);
+	double		bc2_sqrt = sqrt(1 - pow(beta2, (double) t));
+	float		step_size = (float) (lr / bc1);
+	float		w = (float) (1 - beta1);
+	float		b2 = (float) beta2;
+	float		one_minus_b2 = (float) (1 - beta2);
+	float		bc2s = (float) bc2_sqrt;
+	float		epsf = (float) eps;
+
+#pragma omp parallel for schedule(static)
+	for (size_t i = 0; i < n; i++)
+	{
+		float		g = grad[i];
+		float		m = m1[i];
+		float		v;
+
+		m = w < 0.5f ? m + w * (g - m) : g - (g - m) * (1 - w);
+		v = m2[i] * b2 + g * g * one_minus_b2;
+		m1[i] = m;
+		m2[i] = v;
+		param[i] += -step_size * (m / (sqrtf(v) / bc2s + epsf));
+	}
+}
+
+static double
+cpu_weiszfeld_step(SaeBackend *be, const float *x, int64_t n, int d,
+				   const float *mu, float *new_mu, double eps)
+{
+	double	   *acc = calloc(d, sizeof(double));
+	double		wsum = 0,
+				obj = 0;
+
+#pragma omp parallel reduction(+:wsum,obj)
+	{
+		double	   *mine = calloc(d, sizeof(double));
+
+#pragma omp for schedule(static)
+		for (int64_t t = 0; t < n; t++)
+		{
+			const float *xr = x + (size_t) t * d;
+			double		ss = 0,
+						dist,
+						w;
+
+			for (int j = 0; j < d; j++)
+			{
+				double		diff = (double) xr[j] - mu[j];
+
+				ss += diff * diff;
+			}
+			dist = sqrt(ss);
+			obj += dist;
+			w = 1.0 / (dist > eps ? dist : eps);
+			wsum += w;
+			for (int j = 0; j < d; j++)
+				mine[j] += w * xr[j];
+		}
+#pragma omp critical
+		for (int j = 0; j < d; j++)
+			acc[j] += mine[j];
+		free(mine);
+	}
+	for (int j = 0; j < d; j++)
+		new_mu[j] = (float) (acc[j] / wsum);
+	free(acc);
+	return obj;
+}
+
+static void
+cpu_destroy(SaeBackend *be)
+{
+	free(be);
+}
+
+SaeBackend *
+sae_backend_cpu_create(int threads)
+{
+	SaeBackend *be = calloc(1, sizeof(SaeBackend));
+
+	if (be == NULL)
+		return NULL;
+	be->name = "cpu";
+	be->alloc = cpu_alloc;
+	be->free = cpu_free;
+	be->to_device = cpu_memcpy;
+	be->to_host = cpu_memcpy;
+	be->copy = cpu_memcpy;
+	be->fill = cpu_fill;
+	be->gemm = cpu_gemm;
+	be->gather_rows = cpu_gather_rows;
+	be->add_row_vector = cpu_add_row_vector;
+	be->col_sum = cpu_col_sum;
+	be->normalize_rows = cpu_normalize_rows;
+	be->project_rows = cpu_project_rows;
+	be->encode_activate = cpu_encode_activate;
+	be->mse_forward_backward = cpu_mse_forward_backward;
+	be->activation_backward = cpu_activation_backward;
+	be->update_fire_stats = cpu_update_fire_stats;
+	be->exp_masked = cpu_exp_masked;
+	be->ghost_loss = cpu_ghost_loss;
+	be->ghost_backward = cpu_ghost_backward;
+	be->adam = cpu_adam;
+	be->weiszfeld_step = cpu_weiszfeld_step;
+	be->destroy = cpu_destroy;
+#ifdef _OPENMP
+	if (threads > 0)
+		omp_set_num_threads(threads);
+#endif
+	if (threads > 0)
+		openblas_set_num_threads(threads);
+	return be;
+}

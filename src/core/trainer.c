@@ -1,0 +1,556 @@
+/*
+ * trainer.c — one SAE, its gradients and its Adam state.
+ *
+ * The training step is SAELens v1.0's _train_step (reference/saelens.md
+ * §2.2–2.5) written out by hand: forward, loss, backward, decoder gradient
+ * projection, Adam.  The backward pass computes only what the parameters
+ * need: the gradient of b_dec through the encoder input is
+ * -W_enc (sum_b dh_b), a matrix-vector product, where autograd would form
+ * the full B x d input gradient with a sixth GEMM.
+ *
+ * Parameters, gradients and both Adam moments are each one contiguous
+ * block laid out [W_enc | b_enc | W_dec | b_dec], so Adam is one call.
+ */
+#include "trainer.h"
+#include "rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct SaeTrainer
+{
+	SaeConfig	cfg;
+	SaeBackend *be;
+	int			d,
+				m,
+				max_rows;
+	size_t		n_params;
+	int64_t		total_steps;
+	int64_t		step;
+	int64_t		n_tokens;
+
+	/* [W_enc | b_enc | W_dec | b_dec] for params, grads and Adam moments */
+	float	   *params,
+			   *grads,
+			   *adam_m,
+			   *adam_v;
+	float	   *w_enc,
+			   *b_enc,
+			   *w_dec,
+			   *b_dec;
+	float	   *g_w_enc,
+			   *g_b_enc,
+			   *g_w_dec,
+			   *g_b_dec;
+
+	/* per-batch work buffers */
+	float	   *x_c,
+			   *h,
+			   *f,
+			   *dh,
+			   *x_hat,
+			   *d_x_hat,
+			   *ghost_y,
+			   *row_norm,
+			   *row_w,
+			   *x_sq;
+	float	   *host_rows;		/* B floats on the host, for row reductions */
+
+	/* dead-feature and sparsity tracking */
+	float	   *fire_count,
+			   *steps_since_fired,
+			   *act_freq,
+			   *dead_mask;
+	int64_t		n_dead;			/* dead features for the next step's ghost grads */
+	int64_t		window_tokens;
+};
+
+#define PARAM_OFFSETS(d, m) \
+	size_t off_b_enc = (size_t) (d) * (m), off_w_dec = off_b_enc + (m), \
+		off_b_dec = off_w_dec + (size_t) (m) * (d)
+
+size_t
+sae_trainer_memory_bytes(int64_t d, int64_t m, int64_t rows)
+{
+	size_t		params = (size_t) (2 * d * m + m + d);
+	size_t		work = (size_t) rows * (3 * m + 4 * d + 3) + 4 * (size_t) m;
+
+	return sizeof(float) * (4 * params + work);
+}
+
+/* Allocate n floats on the backend, remembering failure. */
+static float *
+alloc_floats(SaeTrainer *t, size_t n, bool *failed)
+{
+	float	   *p = t->be->alloc(t->be, n * sizeof(float));
+
+	if (p == NULL)
+		*failed = true;
+	return p;
+}
+
+int
+sae_trainer_create(const SaeConfig *cfg, SaeBackend *be, int max_rows,
+				   SaeTrainer **out, SaeError *err)
+{
+	SaeTrainer *t = calloc(1, sizeof(SaeTrainer));
+	bool		failed = false;
+	size_t		d = cfg->d_in,
+				m = cfg->d_sae,
+				B = max_rows;
+
+	*out = NULL;
+	if (t == NULL)
+		return sae_error(err, SAE_ERR_OUT_OF_MEMORY, "out of memory");
+	t->cfg = *cfg;
+	t->be = be;
+	t->d = (int) d;
+	t->m = (int) m;
+	t->max_rows = max_rows;
+	t->total_steps = sae_config_total_steps(cfg);
+	t->n_params = 2 * d * m + m + d;
+	t->params = alloc_floats(t, t->n_params, &failed);
+	t->grads = alloc_floats(t, t->n_params, &failed);
+	t->adam_m = alloc_floats(t, t->n_params, &failed);
+	t->adam_v = alloc_floats(t, t->n_params, &failed);
+	t->x_c = alloc_floats(t, B * d, &failed);
+	t->h = alloc_floats(t, B * m, &failed);
+	t->f = alloc_floats(t, B * m, &failed);
+	t->dh = alloc_floats(t, B * m, &failed);
+	t->x_hat = alloc_floats(t, B * d, &failed);
+	t->d_x_hat = alloc_floats(t, B * d, &failed);
+	t->ghost_y = alloc_floats(t, B * d, &failed);
+	t->row_norm = alloc_floats(t, B, &failed);
+	t->row_w = alloc_floats(t, B, &failed);
+	t->x_sq = alloc_floats(t, B, &failed);
+	t->fire_count = alloc_floats(t, m, &failed);
+	t->steps_since_fired = alloc_floats(t, m, &failed);
+	t->act_freq = alloc_floats(t, m, &failed);
+	t->dead_mask = alloc_floats(t, m, &failed);
+	t->host_rows = calloc(2 * B, sizeof(float));
+	if (failed || t->host_rows == NULL)
+	{
+		sae_trainer_destroy(t);
+		sae_error(err, SAE_ERR_OUT_OF_MEMORY, "could not allocate %zu bytes for the SAE on the %s backend",
+				  sae_trainer_memory_bytes(d, m, B), be->name);
+		return sae_error_hint(err, "Use a smaller d_sae or train_batch_size.");
+	}
+	{
+		PARAM_OFFSETS(d, m);
+
+		t->w_enc = t->params;
+		t->b_enc = t->params + off_b_enc;
+		t->w_dec = t->params + off_w_dec;
+		t->b_dec = t->params + off_b_dec;
+		t->g_w_enc = t->grads;
+		t->g_b_enc = t->grads + off_b_enc;
+		t->g_w_dec = t->grads + off_w_dec;
+		t->g_b_dec = t->grads + off_b_dec;
+	}
+	*out = t;
+	return SAE_OK;
+}
+
+void
+sae_trainer_destroy(SaeTrainer *t)
+{
+	float	   *bufs[] = {t->params, t->grads, t->adam_m, t->adam_v, t->x_c, t->h,
+		t->f, t->dh, t->x_hat, t->d_x_hat, t->ghost_y, t->row_norm, t->row_w,
+	t->x_sq, t->fire_count, t->steps_since_fired, t->act_freq, t->dead_mask};
+
+	if (t == NULL)
+		return;
+	for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+		if (bufs[i] != NULL)
+			t->be->free(t->be, bufs[i]);
+	free(t->host_rows);
+	free(t);
+}
+
+/* LAPACK (from OpenBLAS): Householder QR and the explicit Q. */
+extern void dgeqrf_(const int *m, const int *n, double *a, const int *lda,
+					double *tau, double *work, const int *lwork, int *info);
+extern void dorgqr_(const int *m, const int *n, const int *k, double *a,
+					const int *lda, const double *tau, double *work,
+					const int *lwork, int *info);
+
+/*
+ * torch.nn.init.orthogonal_(W_dec.T).T: the Q of a Gaussian matrix's QR,
+ * signs fixed by diag(R), so W_dec has orthonormal columns (m >= d) or
+ * orthonormal rows (m < d).
+ */
+static int
+orthogonal_init(const SaeConfig *cfg, float *w_dec, int m, int d, SaeError *err)
+{
+	int			rows = m >= d ? m : d,
+				cols = m >= d ? d : m;
+	int			lwork = -1,
+				info = 0;
+	double	   *a = malloc(sizeof(double) * (size_t) rows * cols);
+	double	   *tau = malloc(sizeof(double) * cols);
+	double	   *sign = malloc(sizeof(double) * cols);
+	double		query;
+	double	   *work = NULL;
+
+	if (a == NULL || tau == NULL || sign == NULL)
+		goto oom;
+	for (size_t i = 0; i < (size_t) rows * cols; i++)
+		a[i] = sae_normal(cfg->seed, SAE_STREAM_INIT_W_DEC, i);
+	dgeqrf_(&rows, &cols, a, &rows, tau, &query, &lwork, &info);
+	lwork = (int) query;
+	work = malloc(sizeof(double) * (lwork > 0 ? lwork : 1));
+	if (work == NULL)
+		goto oom;
+	dgeqrf_(&rows, &cols, a, &rows, tau, work, &lwork, &info);
+	for (int j = 0; j < cols; j++)
+		sign[j] = a[j + (size_t) j * rows] < 0 ? -1.0 : 1.0;
+	dorgqr_(&rows, &cols, &cols, a, &rows, tau, work, &lwork, &info);
+	/* a is column-major rows x cols: element (i, j) at a[i + j*rows] */
+	for (int i = 0; i < rows; i++)
+		for (int j = 0; j < cols; j++)
+		{
+			float		q = (float) (a[i + (size_t) j * rows] * sign[j]);
+
+			if (m >= d)
+				w_dec[(size_t) i * d + j] = q;
+			else
+				w_dec[(size_t) j * d + i] = q;
+		}
+	free(a);
+	free(tau);
+	free(sign);
+	free(work);
+	return info == 0 ? SAE_OK : sae_error(err, SAE_ERR_INTERNAL, "QR factorisation failed (info %d)", info);
+oom:
+	free(a);
+	free(tau);
+	free(sign);
+	free(work);
+	return sae_error(err, SAE_ERR_OUT_OF_MEMORY, "out of memory for the orthogonal decoder init");
+}
+
+/* kaiming_uniform_ with torch's fan_in = size(1): U(-sqrt(6/fan_in), +sqrt(6/fan_in)). */
+static void
+kaiming_uniform(float *w, size_t n, int fan_in, int64_t seed, uint64_t stream)
+{
+	double		bound = sqrt(6.0 / fan_in);
+
+	for (size_t i = 0; i < n; i++)
+		w[i] = (float) ((2 * sae_uniform(seed, stream, i) - 1) * bound);
+}
+
+int
+sae_trainer_init_params(SaeTrainer *t, SaeError *err)
+{
+	size_t		d = t->d,
+				m = t->m;
+	float	   *host = calloc(t->n_params, sizeof(float));
+	int			rc = SAE_OK;
+
+	if (host == NULL)
+		return sae_error(err, SAE_ERR_OUT_OF_MEMORY, "out of memory initialising the SAE");
+	{
+		PARAM_OFFSETS(d, m);
+
+		kaiming_uniform(host, d * m, (int) m, t->cfg.seed, SAE_STREAM_INIT_W_ENC);
+		if (t->cfg.decoder_orthogonal_init)
+			rc = orthogonal_init(&t->cfg, host + off_w_dec, (int) m, (int) d, err);
+		else
+			kaiming_uniform(host + off_w_dec, m * d, (int) d, t->cfg.seed, SAE_STREAM_INIT_W_DEC);
+		(void) off_b_dec;
+	}
+	if (rc == SAE_OK)
+	{
+		t->be->to_device(t->be, t->params, host, t->n_params * sizeof(float));
+		if (t->cfg.sae_type == SAE_TYPE_UNIT_NORM)
+			t->be->normalize_rows(t->be, t->w_dec, (int) m, (int) d);
+	}
+	free(host);
+	return rc;
+}
+
+void
+sae_trainer_set_params(SaeTrainer *t, const float *w_enc, const float *b_enc,
+					   const float *w_dec, const float *b_dec)
+{
+	size_t		d = t->d,
+				m = t->m;
+	SaeBackend *be = t->be;
+
+	be->to_device(be, t->w_enc, w_enc, sizeof(float) * d * m);
+	be->to_device(be, t->b_enc, b_enc, sizeof(float) * m);
+	be->to_device(be, t->w_dec, w_dec, sizeof(float) * m * d);
+	be->to_device(be, t->b_dec, b_dec, sizeof(float) * d);
+}
+
+/* Copy the four parts of a [W_enc | b_enc | W_dec | b_dec] block to the host. */
+static void
+download_block(SaeTrainer *t, const float *block, float *w_enc, float *b_enc,
+			   float *w_dec, float *b_dec)
+{
+	size_t		d = t->d,
+				m = t->m;
+	SaeBackend *be = t->be;
+
+	PARAM_OFFSETS(d, m);
+	if (w_enc)
+		be->to_host(be, w_enc, block, sizeof(float) * d * m);
+	if (b_enc)
+		be->to_host(be, b_enc, block + off_b_enc, sizeof(float) * m);
+	if (w_dec)
+		be->to_host(be, w_dec, block + off_w_dec, sizeof(float) * m * d);
+	if (b_dec)
+		be->to_host(be, b_dec, block + off_b_dec, sizeof(float) * d);
+}
+
+void
+sae_trainer_get_params(SaeTrainer *t, float *w_enc, float *b_enc,
+					   float *w_dec, float *b_dec)
+{
+	download_block(t, t->params, w_enc, b_enc, w_dec, b_dec);
+}
+
+void
+sae_trainer_get_grads(SaeTrainer *t, float *w_enc, float *b_enc,
+					  float *w_dec, float *b_dec)
+{
+	download_block(t, t->grads, w_enc, b_enc, w_dec, b_dec);
+}
+
+int64_t
+sae_trainer_dead_features(const SaeTrainer *t)
+{
+	return t->n_dead;
+}
+
+int
+sae_geometric_median(SaeBackend *be, const float *x, int64_t n, int d, int maxiter,
+					 float *median, double *objective, SaeError *err)
+{
+	float	   *mu = be->alloc(be, sizeof(float) * d);
+	float	   *next = be->alloc(be, sizeof(float) * d);
+	double		prev = 0,
+				obj = 0;
+
+	if (mu == NULL || next == NULL)
+	{
+		if (mu)
+			be->free(be, mu);
+		if (next)
+			be->free(be, next);
+		return sae_error(err, SAE_ERR_OUT_OF_MEMORY, "out of memory for the geometric median");
+	}
+	/* start at the mean */
+	be->col_sum(be, mu, x, (int) n, d);
+	be->to_host(be, median, mu, sizeof(float) * d);
+	for (int j = 0; j < d; j++)
+		median[j] = (float) (median[j] / (double) n);
+	be->to_device(be, mu, median, sizeof(float) * d);
+	for (int it = 0; it < maxiter; it++)
+	{
+		float	   *tmp;
+
+		obj = be->weiszfeld_step(be, x, n, d, mu, next, 1e-6);
+		/* SAELens's ftol test (1e-20 relative) practically never stops early */
+		if (it > 0 && fabs(prev - obj) <= 1e-20 * obj)
+			break;
+		prev = obj;
+		tmp = mu;
+		mu = next;
+		next = tmp;
+	}
+	be->to_host(be, median, mu, sizeof(float) * d);
+	be->free(be, mu);
+	be->free(be, next);
+	if (objective)
+		*objective = obj;
+	return SAE_OK;
+}
+
+int
+sae_trainer_init_b_dec(SaeTrainer *t, const float *x, int64_t n, double *objective,
+					   SaeError *err)
+{
+	float	   *host = calloc(t->d, sizeof(float));
+	int			rc = SAE_OK;
+
+	if (host == NULL)
+		return sae_error(err, SAE_ERR_OUT_OF_MEMORY, "out of memory");
+	if (objective)
+		*objective = 0;
+	switch (t->cfg.b_dec_init_method)
+	{
+		case SAE_BDEC_GEOMETRIC_MEDIAN:
+			rc = sae_geometric_median(t->be, x, n, t->d, 100, host, objective, err);
+			break;
+		case SAE_BDEC_MEAN:
+			t->be->col_sum(t->be, t->b_dec, x, (int) n, t->d);
+			t->be->to_host(t->be, host, t->b_dec, sizeof(float) * t->d);
+			for (int j = 0; j < t->d; j++)
+				host[j] = (float) (host[j] / (double) n);
+			break;
+		case SAE_BDEC_ZEROS:
+			break;
+	}
+	if (rc == SAE_OK)
+		t->be->to_device(t->be, t->b_dec, host, sizeof(float) * t->d);
+	free(host);
+	return rc;
+}
+
+/* Sum of a device vector of B floats, on the host (B is small). */
+static double
+host_sum(SaeTrainer *t, const float *v, const float *scale, int B)
+{
+	double		s = 0;
+
+	t->be->to_host(t->be, t->host_rows, v, sizeof(float) * B);
+	if (scale)
+		t->be->to_host(t->be, t->host_rows + B, scale, sizeof(float) * B);
+	for (int b = 0; b < B; b++)
+		s += (double) t->host_rows[b] * (scale ? t->host_rows[B + b] : 1.0f);
+	return s;
+}
+
+/*
+ * Ghost grads (saelens.md §1.5): an exp-activated copy of the dead features
+ * is trained to explain half of the residual.  Adds its gradients into
+ * g_w_dec and dh; returns the ghost loss.  Uses f as scratch (f is no
+ * longer needed once g_w_dec has its main term).
+ */
+static double
+ghost_grads(SaeTrainer *t, const float *x, int B)
+{
+	SaeBackend *be = t->be;
+	int			d = t->d,
+				m = t->m;
+	double		loss;
+
+	be->exp_masked(be, t->f, t->h, t->dead_mask, B, m);
+	be->gemm(be, false, false, B, d, m, 1.0f, t->f, m, t->w_dec, d, 0.0f, t->ghost_y, d);
+	loss = be->ghost_loss(be, x, t->x_hat, t->ghost_y, t->row_w, B, d);
+	be->gemm(be, true, false, m, d, B, 1.0f, t->f, m, t->ghost_y, d, 1.0f, t->g_w_dec, d);
+	be->gemm(be, false, true, B, m, d, 1.0f, t->ghost_y, d, t->w_dec, d, 0.0f, t->f, m);
+	be->ghost_backward(be, t->dh, t->f, t->h, t->dead_mask, B, m);
+	return loss;
+}
+
+void
+sae_trainer_step(SaeTrainer *t, const float *x, int B, SaeStepStats *st)
+{
+	SaeBackend *be = t->be;
+	const SaeConfig *cfg = &t->cfg;
+	int			d = t->d,
+				m = t->m;
+	float		a = cfg->apply_b_dec_to_input ? 1.0f : 0.0f;
+	bool		unit_norm = cfg->sae_type == SAE_TYPE_UNIT_NORM;
+	SaeActivation act = unit_norm ? SAE_ACT_RELU : SAE_ACT_TANH_RELU;
+	SaeMseStats ms;
+	double		lr = sae_lr_at(cfg, t->total_steps, t->step);
+	double		l0,
+				s_sum,
+				ghost = 0;
+
+	memset(st, 0, sizeof(*st));
+	st->dead_features = t->n_dead;
+	if (unit_norm)
+		be->normalize_rows(be, t->w_dec, m, d);
+
+	/* forward */
+	be->add_row_vector(be, t->x_c, x, t->b_dec, B, d, -a);
+	be->gemm(be, false, false, B, m, d, 1.0f, t->x_c, d, t->w_enc, m, 0.0f, t->h, m);
+	l0 = be->encode_activate(be, t->h, t->b_enc, t->f, B, m, act, (float) cfg->noise_scale,
+							 (uint64_t) cfg->seed, SAE_STREAM_NOISE + (uint64_t) t->step,
+							 cfg->lp_norm, t->row_norm, t->fire_count);
+	be->gemm(be, false, false, B, d, m, 1.0f, t->f, m, t->w_dec, d, 0.0f, t->x_hat, d);
+	be->add_row_vector(be, t->x_hat, t->x_hat, t->b_dec, B, d, 1.0f);
+
+	/* loss and the gradient flowing back into f */
+	be->mse_forward_backward(be, x, t->x_hat, B, d, cfg->mse_dense_batch, t->d_x_hat,
+							 t->row_w, t->x_sq, &ms);
+	s_sum = host_sum(t, t->row_norm, cfg->l1_l2_squared ? t->x_sq : NULL, B);
+	be->gemm(be, false, true, B, m, d, 1.0f, t->d_x_hat, d, t->w_dec, d, 0.0f, t->dh, m);
+	be->activation_backward(be, t->dh, t->f, t->row_norm,
+							cfg->l1_l2_squared ? t->x_sq : NULL,
+							(float) (cfg->l1_coefficient / B), cfg->lp_norm, B, m, act);
+
+	/* parameter gradients */
+	be->gemm(be, true, false, m, d, B, 1.0f, t->f, m, t->d_x_hat, d, 0.0f, t->g_w_dec, d);
+	if (cfg->use_ghost_grads && t->n_dead > 0)
+		ghost = ghost_grads(t, x, B);
+	be->gemm(be, true, false, d, m, B, 1.0f, t->x_c, d, t->dh, m, 0.0f, t->g_w_enc, m);
+	be->col_sum(be, t->g_b_enc, t->dh, B, m);
+	be->col_sum(be, t->g_b_dec, t->d_x_hat, B, d);
+	if (a != 0)
+		be->gemm(be, false, false, d, 1, m, -a, t->w_enc, m, t->g_b_enc, 1, 1.0f, t->g_b_dec, 1);
+
+	/* constrain and step */
+	if (unit_norm)
+		be->project_rows(be, t->g_w_dec, t->w_dec, m, d);
+	be->adam(be, t->params, t->grads, t->adam_m, t->adam_v, t->n_params, lr,
+			 cfg->adam_beta1, cfg->adam_beta2, 1e-8, t->step + 1);
+	t->n_dead = be->update_fire_stats(be, t->fire_count, t->steps_since_fired, t->act_freq,
+									  t->dead_mask, m, (float) cfg->dead_feature_window);
+	t->window_tokens += B;
+	t->n_tokens += cfg->train_batch_size;
+
+	st->step = t->step;
+	st->n_tokens = t->n_tokens;
+	st->batch_rows = B;
+	st->lr = lr;
+	st->mse_loss = ms.mse_sum / ((double) B * d);
+	st->l1_loss = s_sum / B;
+	st->ghost_grad_loss = ghost;
+	st->overall_loss = st->mse_loss + cfg->l1_coefficient * st->l1_loss + ghost;
+	st->l0 = l0 / B;
+	st->explained_variance = ms.sst > 0 ? 1 - ms.sse / ms.sst : 0;
+	st->explained_variance_legacy = ms.ev_legacy_sum / B;
+	st->explained_variance_std = B > 1
+		? sqrt(fmax(0, (ms.ev_legacy_sumsq - B * st->explained_variance_legacy * st->explained_variance_legacy) / (B - 1)))
+		: 0;
+	st->l2_norm = ms.l2_norm_out / B;
+	st->l2_ratio = ms.l2_ratio / B;
+	t->step++;
+}
+
+void
+sae_trainer_feature_density(SaeTrainer *t, float *rate)
+{
+	t->be->to_host(t->be, rate, t->act_freq, sizeof(float) * t->m);
+	for (int i = 0; i < t->m; i++)
+		rate[i] = t->window_tokens > 0 ? (float) (rate[i] / (double) t->window_tokens) : 0;
+}
+
+void
+sae_trainer_sparsity(SaeTrainer *t, SaeSparsityStats *st, bool reset)
+{
+	float	   *rate = malloc(sizeof(float) * t->m);
+	double		sum = 0;
+
+	memset(st, 0, sizeof(*st));
+	if (rate != NULL)
+	{
+		sae_trainer_feature_density(t, rate);
+		for (int i = 0; i < t->m; i++)
+		{
+			sum += log10(rate[i] + 1e-10);
+			st->below_1e5 += rate[i] < 1e-5;
+			st->below_1e6 += rate[i] < 1e-6;
+		}
+		st->mean_log10_feature_sparsity = sum / t->m;
+		free(rate);
+	}
+	if (reset)
+	{
+		t->be->fill(t->be, t->act_freq, t->m, 0.0f);
+		t->window_tokens = 0;
+	}
+}
+
+void
+sae_trainer_finalize(SaeTrainer *t)
+{
+	if (t->cfg.sae_type == SAE_TYPE_UNIT_NORM)
+		t->be->normalize_rows(t->be, t->w_dec, t->m, t->d);
+}

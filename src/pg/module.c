@@ -1,0 +1,143 @@
+/*
+ * module.c — module entry point, GUCs, engine errors and backends.
+ */
+#include "sae_pg.h"
+
+#include <limits.h>
+#include <math.h>
+
+#include "fmgr.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+PG_MODULE_MAGIC;
+
+int			sae_max_memory_kb = 4 * 1024 * 1024;
+int			sae_progress_every = 100;
+int			sae_threads = 0;
+
+void		_PG_init(void);
+
+/* Register the sae.* settings. */
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("sae.max_memory",
+							"Memory one training run may use (SAE, optimizer state, batch buffers, shuffle buffer).",
+							"Checked before anything is allocated.",
+							&sae_max_memory_kb, 4 * 1024 * 1024, 1024, INT_MAX,
+							PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("sae.progress_every",
+							"Steps between progress NOTICEs of sae_train (0 turns them off).",
+							NULL, &sae_progress_every, 100, 0, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("sae.threads",
+							"CPU threads for training (0: all cores).",
+							NULL, &sae_threads, 0, 0, 1024,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("sae");
+}
+
+/* Which SQLSTATE each engine error code becomes. */
+static int
+sqlstate_for(SaeErrCode code)
+{
+	switch (code)
+	{
+		case SAE_ERR_INVALID_PARAMETER:
+			return ERRCODE_INVALID_PARAMETER_VALUE;
+		case SAE_ERR_INVALID_DATA:
+			return ERRCODE_DATA_EXCEPTION;
+		case SAE_ERR_NO_DATA:
+			return ERRCODE_NO_DATA_FOUND;
+		case SAE_ERR_OUT_OF_MEMORY:
+			return ERRCODE_OUT_OF_MEMORY;
+		case SAE_ERR_LIMIT:
+			return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+		case SAE_ERR_NOT_SUPPORTED:
+			return ERRCODE_FEATURE_NOT_SUPPORTED;
+		case SAE_ERR_CANCELLED:
+			return ERRCODE_QUERY_CANCELED;
+		default:
+			return ERRCODE_INTERNAL_ERROR;
+	}
+}
+
+void
+SaeReportError(const SaeError *err)
+{
+	ereport(ERROR,
+			(errcode(sqlstate_for(err->code)),
+			 errmsg("%s", err->message),
+			 err->detail[0] ? errdetail("%s", err->detail) : 0,
+			 err->hint[0] ? errhint("%s", err->hint) : 0));
+	pg_unreachable();
+}
+
+static void
+destroy_backend(void *arg)
+{
+	SaeBackend *be = arg;
+
+	be->destroy(be);
+}
+
+SaeBackend *
+SaeBackendForContext(MemoryContext ctx)
+{
+	SaeBackend *be = sae_backend_cpu_create(sae_threads);
+	MemoryContextCallback *cb;
+
+	if (be == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	cb = MemoryContextAlloc(ctx, sizeof(MemoryContextCallback));
+	cb->func = destroy_backend;
+	cb->arg = be;
+	MemoryContextRegisterResetCallback(ctx, cb);
+	return be;
+}
+
+/* A float4[] from C floats. */
+ArrayType *
+SaeFloatArray(const float *values, int n)
+{
+	ArrayType  *arr;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	Size		nbytes = ARR_OVERHEAD_NONULLS(1) + sizeof(float4) * (Size) n;
+
+	arr = (ArrayType *) palloc(nbytes);
+	SET_VARSIZE(arr, nbytes);
+	arr->ndim = 1;
+	arr->dataoffset = 0;
+	arr->elemtype = FLOAT4OID;
+	memcpy(ARR_DIMS(arr), dims, sizeof(dims));
+	memcpy(ARR_LBOUND(arr), lbs, sizeof(lbs));
+	memcpy(ARR_DATA_PTR(arr), values, sizeof(float4) * (Size) n);
+	return arr;
+}
+
+/* The floats of a one-dimensional real[] without NULLs, NaN or Inf. */
+float *
+SaeArrayToFloats(ArrayType *arr, int *n, const char *what)
+{
+	float	   *out;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", what)));
+	if (ARR_HASNULL(arr) && array_contains_nulls(arr))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not contain NULLs", what)));
+	*n = ARR_NDIM(arr) == 0 ? 0 : ARR_DIMS(arr)[0];
+	out = palloc(sizeof(float) * (*n > 0 ? *n : 1));
+	memcpy(out, ARR_DATA_PTR(arr), sizeof(float) * *n);
+	for (int i = 0; i < *n; i++)
+		if (isnan(out[i]) || isinf(out[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("%s has a non-finite value at position %d", what, i + 1)));
+	return out;
+}

@@ -1,0 +1,54 @@
+/*
+ * sae_pg.h — what the PostgreSQL glue files share.
+ *
+ * The glue turns SQL arguments into engine structs, feeds the engine rows,
+ * stores what it produces and turns engine errors into ereport(ERROR).
+ */
+#ifndef SAE_PG_H
+#define SAE_PG_H
+
+#include "postgres.h"
+
+#include "utils/array.h"
+#include "utils/jsonb.h"
+
+#include "backend.h"
+#include "config.h"
+#include "error.h"
+#include "run.h"
+
+/* GUCs (module.c) */
+extern int	sae_max_memory_kb;
+extern int	sae_progress_every;
+extern int	sae_threads;
+
+/* module.c: raise an engine error as an ERROR with a SQLSTATE */
+extern void SaeReportError(const SaeError *err) pg_attribute_noreturn();
+
+/* module.c: the CPU backend, freed when the memory context goes away */
+extern SaeBackend *SaeBackendForContext(MemoryContext ctx);
+
+/* config_jsonb.c: a jsonb object -> a finished SaeConfig */
+extern void SaeParseConfig(Jsonb *json, SaeConfig *cfg);
+
+/* source_table.c: an SPI cursor over activations_table.activations_column */
+typedef struct SaeTableSource SaeTableSource;
+extern SaeTableSource *SaeTableSourceOpen(const SaeConfig *cfg);
+extern void SaeTableSourceInit(SaeTableSource *ts, SaeSource *src);
+extern void SaeTableSourceClose(SaeTableSource *ts);
+extern char *SaeTableSourceName(SaeTableSource *ts);
+
+/* arrays of float4 */
+extern ArrayType *SaeFloatArray(const float *values, int n);
+extern float *SaeArrayToFloats(ArrayType *arr, int *n, const char *what);
+
+/* store.c: rows of the sae.* tables */
+extern int64 SaeStoreRunStart(const SaeConfig *cfg, const char *source, const char *device);
+extern void SaeStoreLogRow(int64 run_id, const SaeStepStats *st, const SaeSparsityStats *sp);
+extern void SaeStoreTensor(int64 run_id, const char *name, const float *data,
+						   int ndims, const int *shape);
+extern void SaeStoreFeatures(int64 run_id, SaeTrainer *t, int d, int m);
+extern void SaeStoreRunEnd(int64 run_id, const SaeRunResult *res);
+extern int	SaeStoreCheckpoint(int64 run_id, const SaeConfig *cfg, SaeTrainer *t, int64 n_tokens);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * helpers.h — engine-specific helpers shared by the unit tests: fixture
+ * files, building configs key by key, comparing float tensors.
+ */
+#ifndef UNIT_HELPERS_H
+#define UNIT_HELPERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+/* Path of test/fixtures/golden/<rel>, whether run from test/unit or the repo root. */
+const char *fixture_path(const char *rel, char *buf, size_t size);
+
+/* A raw little-endian float32 file of exactly n floats (malloc'd), or NULL. */
+float	   *read_f32(const char *path, size_t n);
+
+/* Defaults plus a table and column, so that sae_config_finish can succeed. */
+void		cfg_base(SaeConfig *cfg);
+
+/* sae_config_set for one key; a failure is a test failure naming the key. */
+bool		cfg_num(SaeConfig *cfg, const char *key, double v);
+bool		cfg_str(SaeConfig *cfg, const char *key, const char *v);
+bool		cfg_bool(SaeConfig *cfg, const char *key, bool v);
+bool		cfg_null(SaeConfig *cfg, const char *key);
+bool		cfg_finish(SaeConfig *cfg);
+
+/* ||a - b|| / ||b|| in double (||b|| floored at tiny). */
+double		rel_err_norm_f(const float *a, const float *b, size_t n);
+double		rel_err_norm_d(const double *a, const double *b, size_t n);
+
+/* max_i |a_i - b_i| */
+double		max_abs_diff_f(const float *a, const float *b, size_t n);
+
+#endif
