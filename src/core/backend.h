@@ -113,10 +113,38 @@ struct SaeBackend
 	/* ghost grads (SAELens calculate_ghost_grad_loss); see trainer.c */
 	void		(*exp_masked) (SaeBackend *be, float *g, const float *h,
 							   const float *mask, int B, int m);
+	/*
+	 * On entry y = g W_dec; on exit the gradient of the ghost loss w.r.t. y.
+	 * The ghost MSE is normalised like the main one: by dense_batch, each
+	 * row of its target r = x - xhat divided by ||r_b - mean_b r|| + 1e-6.
+	 */
 	double		(*ghost_loss) (SaeBackend *be, const float *x, const float *xhat,
-							   float *y, const float *row_w, int B, int d);
+							   float *y, const float *row_w, bool dense_batch,
+							   int B, int d);
 	void		(*ghost_backward) (SaeBackend *be, float *dh, const float *dg,
 								   const float *h, const float *mask, int B, int m);
+
+	/*
+	 * Sparse path, used when few features fire (the usual state of a
+	 * trained SAE).  sparsify lists the positive entries of f (B x m) by
+	 * row (row_ptr B+1, col_idx) and by column (col_ptr m+1, row_idx);
+	 * it returns nnz, or -1 if nnz would exceed capacity (nothing written).
+	 */
+	int64_t		(*sparsify) (SaeBackend *be, const float *f, int B, int m,
+							 int32_t *row_ptr, int32_t *col_idx,
+							 int32_t *col_ptr, int32_t *row_idx, int64_t capacity);
+	/* x_hat = f W_dec over the listed entries (x_hat is overwritten) */
+	void		(*sparse_decode) (SaeBackend *be, const int32_t *row_ptr,
+								  const int32_t *col_idx, const float *f,
+								  const float *w_dec, float *x_hat, int B, int m, int d);
+	/* dh[b,i] = <d_xhat_b, W_dec_i> at the listed entries only */
+	void		(*sparse_backprop) (SaeBackend *be, const int32_t *row_ptr,
+									const int32_t *col_idx, const float *d_xhat,
+									const float *w_dec, float *dh, int B, int m, int d);
+	/* grad_i = sum over listed b of vals[b,i] * rows_b, for every row i of grad (m x d) */
+	void		(*sparse_weight_grad) (SaeBackend *be, const int32_t *col_ptr,
+									   const int32_t *row_idx, const float *vals,
+									   const float *rows, float *grad, int B, int m, int d);
 
 	/* PyTorch's Adam (no weight decay, no amsgrad), bias corrections by step t >= 1 */
 	void		(*adam) (SaeBackend *be, float *param, const float *grad,

@@ -365,12 +365,45 @@ cpu_exp_masked(SaeBackend *be, float *g, const float *h, const float *mask, int 
 		}
 }
 
+/* 1/(||r_b - mean_b r|| + 1e-6) per row of the residual r = x - xhat. */
+static void
+residual_row_weights(const float *x, const float *xhat, int B, int d, float *wg)
+{
+	double	   *mean = calloc(d, sizeof(double));
+
+	for (int b = 0; b < B; b++)
+		for (int j = 0; j < d; j++)
+			mean[j] += (double) x[(size_t) b * d + j] - xhat[(size_t) b * d + j];
+	for (int j = 0; j < d; j++)
+		mean[j] /= B;
+#pragma omp parallel for schedule(static)
+	for (int b = 0; b < B; b++)
+	{
+		double		ss = 0;
+
+		for (int j = 0; j < d; j++)
+		{
+			double		c = (double) x[(size_t) b * d + j] - xhat[(size_t) b * d + j] - mean[j];
+
+			ss += c * c;
+		}
+		wg[b] = (float) (1.0 / (sqrt(ss) + 1e-6));
+	}
+	free(mean);
+}
+
 static double
 cpu_ghost_loss(SaeBackend *be, const float *x, const float *xhat, float *y,
-			   const float *row_w, int B, int d)
+			   const float *row_w, bool dense_batch, int B, int d)
 {
 	double		loss = 0;
 	double		scale = 2.0 / ((double) B * d);
+	float	   *wg = malloc(sizeof(float) * B);
+
+	for (int b = 0; b < B; b++)
+		wg[b] = 1.0f;
+	if (dense_batch)
+		residual_row_weights(x, xhat, B, d, wg);
 
 #pragma omp parallel for schedule(static) reduction(+:loss)
 	for (int b = 0; b < B; b++)
@@ -395,14 +428,15 @@ cpu_ghost_loss(SaeBackend *be, const float *x, const float *xhat, float *y,
 		{
 			float		r = xr[j] - yr[j];
 			float		diff = gy[j] * c - r;
-			float		eg = diff * diff * w;
+			float		eg = diff * diff * wg[b];
 			float		e = r * r * w;
 			float		ratio = e / (eg + 1e-6f);
 
 			loss += (double) ratio * eg;
-			gy[j] = (float) (scale * ratio * diff * w) * c;
+			gy[j] = (float) (scale * ratio * diff * wg[b]) * c;
 		}
 	}
+	free(wg);
 	return loss / ((double) B * d);
 }
 
@@ -419,6 +453,122 @@ cpu_ghost_backward(SaeBackend *be, float *dh, const float *dg, const float *h,
 			if (mask[i] > 0)
 				dh[k] += dg[k] * expf(h[k]);
 		}
+}
+
+/* CSR and CSC of the positive entries of f, by counting. */
+static int64_t
+cpu_sparsify(SaeBackend *be, const float *f, int B, int m, int32_t *row_ptr,
+			 int32_t *col_idx, int32_t *col_ptr, int32_t *row_idx, int64_t capacity)
+{
+	int64_t		nnz = 0;
+
+#pragma omp parallel for schedule(static)
+	for (int b = 0; b < B; b++)
+	{
+		const float *fr = f + (size_t) b * m;
+		int32_t		count = 0;
+
+		for (int i = 0; i < m; i++)
+			count += fr[i] > 0;
+		row_ptr[b + 1] = count;
+	}
+	row_ptr[0] = 0;
+	for (int b = 0; b < B; b++)
+		row_ptr[b + 1] += row_ptr[b];
+	nnz = row_ptr[B];
+	if (nnz > capacity)
+		return -1;
+#pragma omp parallel for schedule(static)
+	for (int b = 0; b < B; b++)
+	{
+		const float *fr = f + (size_t) b * m;
+		int32_t		k = row_ptr[b];
+
+		for (int i = 0; i < m; i++)
+			if (fr[i] > 0)
+				col_idx[k++] = i;
+	}
+	memset(col_ptr, 0, sizeof(int32_t) * (m + 1));
+	for (int64_t k = 0; k < nnz; k++)
+		col_ptr[col_idx[k] + 1]++;
+	for (int i = 0; i < m; i++)
+		col_ptr[i + 1] += col_ptr[i];
+	{
+		int32_t    *next = malloc(sizeof(int32_t) * m);
+
+		memcpy(next, col_ptr, sizeof(int32_t) * m);
+		for (int b = 0; b < B; b++)
+			for (int32_t k = row_ptr[b]; k < row_ptr[b + 1]; k++)
+				row_idx[next[col_idx[k]]++] = b;
+		free(next);
+	}
+	return nnz;
+}
+
+static void
+cpu_sparse_decode(SaeBackend *be, const int32_t *row_ptr, const int32_t *col_idx,
+				  const float *f, const float *w_dec, float *x_hat, int B, int m, int d)
+{
+#pragma omp parallel for schedule(dynamic, 16)
+	for (int b = 0; b < B; b++)
+	{
+		float	   *out = x_hat + (size_t) b * d;
+
+		memset(out, 0, sizeof(float) * d);
+		for (int32_t k = row_ptr[b]; k < row_ptr[b + 1]; k++)
+		{
+			int			i = col_idx[k];
+			float		v = f[(size_t) b * m + i];
+			const float *w = w_dec + (size_t) i * d;
+
+			for (int j = 0; j < d; j++)
+				out[j] += v * w[j];
+		}
+	}
+}
+
+static void
+cpu_sparse_backprop(SaeBackend *be, const int32_t *row_ptr, const int32_t *col_idx,
+					const float *d_xhat, const float *w_dec, float *dh, int B, int m, int d)
+{
+#pragma omp parallel for schedule(dynamic, 16)
+	for (int b = 0; b < B; b++)
+	{
+		const float *g = d_xhat + (size_t) b * d;
+
+		for (int32_t k = row_ptr[b]; k < row_ptr[b + 1]; k++)
+		{
+			int			i = col_idx[k];
+			const float *w = w_dec + (size_t) i * d;
+			float		dot = 0;
+
+			for (int j = 0; j < d; j++)
+				dot += g[j] * w[j];
+			dh[(size_t) b * m + i] = dot;
+		}
+	}
+}
+
+static void
+cpu_sparse_weight_grad(SaeBackend *be, const int32_t *col_ptr, const int32_t *row_idx,
+					   const float *vals, const float *rows, float *grad, int B, int m, int d)
+{
+#pragma omp parallel for schedule(dynamic, 64)
+	for (int i = 0; i < m; i++)
+	{
+		float	   *out = grad + (size_t) i * d;
+
+		memset(out, 0, sizeof(float) * d);
+		for (int32_t k = col_ptr[i]; k < col_ptr[i + 1]; k++)
+		{
+			int			b = row_idx[k];
+			float		v = vals[(size_t) b * m + i];
+			const float *r = rows + (size_t) b * d;
+
+			for (int j = 0; j < d; j++)
+				out[j] += v * r[j];
+		}
+	}
 }
 
 /* torch.optim.Adam's single-tensor update, operation for operation. */
@@ -527,6 +677,10 @@ sae_backend_cpu_create(int threads)
 	be->exp_masked = cpu_exp_masked;
 	be->ghost_loss = cpu_ghost_loss;
 	be->ghost_backward = cpu_ghost_backward;
+	be->sparsify = cpu_sparsify;
+	be->sparse_decode = cpu_sparse_decode;
+	be->sparse_backprop = cpu_sparse_backprop;
+	be->sparse_weight_grad = cpu_sparse_weight_grad;
 	be->adam = cpu_adam;
 	be->weiszfeld_step = cpu_weiszfeld_step;
 	be->destroy = cpu_destroy;

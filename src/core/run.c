@@ -357,6 +357,7 @@ sae_run_execute(SaeRun *run, SaeError *err)
 		run->serve_pos += rows;
 		n_tokens = st.n_tokens;
 		run->result.steps++;
+		run->result.sparse_steps += st.sparse_path;
 		if (run->cb.log_step && (sparsity_step || run->result.steps % c->wandb_log_frequency == 0))
 			run->cb.log_step(run->cb.ctx, &st, sparsity_step ? &sp : NULL);
 		if (run->cb.progress_every > 0 && run->result.steps % run->cb.progress_every == 0)

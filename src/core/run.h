@@ -50,6 +50,7 @@ typedef struct SaeRunResult
 	SaeStepStats last;			/* metrics of the final step */
 	SaeSparsityStats sparsity;	/* the final feature-density window */
 	int64_t		dead_features;	/* at the end */
+	int64_t		sparse_steps;	/* steps that took the sparse path */
 } SaeRunResult;
 
 typedef struct SaeRun SaeRun;

@@ -8,8 +8,16 @@
  * -W_enc (sum_b dh_b), a matrix-vector product, where autograd would form
  * the full B x d input gradient with a sixth GEMM.
  *
+ * When few features fire (density below SAE_SPARSE_DENSITY, the usual
+ * state once the L1 penalty has done its work) the decoder, the gradient
+ * into h and both weight gradients touch only the active entries: four of
+ * the five matrix products become sparse, and only x_c W_enc stays dense.
+ *
  * Parameters, gradients and both Adam moments are each one contiguous
- * block laid out [W_enc | b_enc | W_dec | b_dec], so Adam is one call.
+ * block laid out [W_enc^T | b_enc | W_dec | b_dec], so Adam is one call.
+ * W_enc is kept transposed (m x d, one row per feature) so that a
+ * feature's encoder gradient is a contiguous row, like its decoder's; the
+ * get/set functions speak SAELens's d x m.
  */
 #include "trainer.h"
 #include "rng.h"
@@ -17,6 +25,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Use the sparse path when at most this fraction of f is positive. */
+#define SAE_SPARSE_DENSITY 0.01
 
 struct SaeTrainer
 {
@@ -30,7 +41,7 @@ struct SaeTrainer
 	int64_t		step;
 	int64_t		n_tokens;
 
-	/* [W_enc | b_enc | W_dec | b_dec] for params, grads and Adam moments */
+	/* [W_enc^T | b_enc | W_dec | b_dec] for params, grads and Adam moments */
 	float	   *params,
 			   *grads,
 			   *adam_m,
@@ -57,6 +68,13 @@ struct SaeTrainer
 			   *x_sq;
 	float	   *host_rows;		/* B floats on the host, for row reductions */
 
+	/* the active entries of f, for the sparse path */
+	int64_t		sparse_capacity;
+	int32_t    *row_ptr,
+			   *col_idx,
+			   *col_ptr,
+			   *row_idx;
+
 	/* dead-feature and sparsity tracking */
 	float	   *fire_count,
 			   *steps_since_fired,
@@ -75,8 +93,9 @@ sae_trainer_memory_bytes(int64_t d, int64_t m, int64_t rows)
 {
 	size_t		params = (size_t) (2 * d * m + m + d);
 	size_t		work = (size_t) rows * (3 * m + 4 * d + 3) + 4 * (size_t) m;
+	size_t		sparse = 2 * (size_t) (rows * m * SAE_SPARSE_DENSITY) + rows + m + 2;
 
-	return sizeof(float) * (4 * params + work);
+	return sizeof(float) * (4 * params + work) + sizeof(int32_t) * sparse;
 }
 
 /* Allocate n floats on the backend, remembering failure. */
@@ -129,6 +148,14 @@ sae_trainer_create(const SaeConfig *cfg, SaeBackend *be, int max_rows,
 	t->act_freq = alloc_floats(t, m, &failed);
 	t->dead_mask = alloc_floats(t, m, &failed);
 	t->host_rows = calloc(2 * B, sizeof(float));
+	t->sparse_capacity = (int64_t) (B * m * SAE_SPARSE_DENSITY);
+	if (B * m > INT32_MAX)
+		t->sparse_capacity = 0;
+	t->row_ptr = be->alloc(be, sizeof(int32_t) * (B + 1));
+	t->col_ptr = be->alloc(be, sizeof(int32_t) * (m + 1));
+	t->col_idx = be->alloc(be, sizeof(int32_t) * (t->sparse_capacity + 1));
+	t->row_idx = be->alloc(be, sizeof(int32_t) * (t->sparse_capacity + 1));
+	failed |= !t->row_ptr || !t->col_ptr || !t->col_idx || !t->row_idx;
 	if (failed || t->host_rows == NULL)
 	{
 		sae_trainer_destroy(t);
@@ -158,12 +185,16 @@ sae_trainer_destroy(SaeTrainer *t)
 	float	   *bufs[] = {t->params, t->grads, t->adam_m, t->adam_v, t->x_c, t->h,
 		t->f, t->dh, t->x_hat, t->d_x_hat, t->ghost_y, t->row_norm, t->row_w,
 	t->x_sq, t->fire_count, t->steps_since_fired, t->act_freq, t->dead_mask};
+	int32_t    *ibufs[] = {t->row_ptr, t->col_idx, t->col_ptr, t->row_idx};
 
 	if (t == NULL)
 		return;
 	for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
 		if (bufs[i] != NULL)
 			t->be->free(t->be, bufs[i]);
+	for (size_t i = 0; i < sizeof(ibufs) / sizeof(ibufs[0]); i++)
+		if (ibufs[i] != NULL)
+			t->be->free(t->be, ibufs[i]);
 	free(t->host_rows);
 	free(t);
 }
@@ -270,6 +301,15 @@ sae_trainer_init_params(SaeTrainer *t, SaeError *err)
 	return rc;
 }
 
+/* out (cols x rows) = in (rows x cols) transposed, on the host. */
+static void
+transpose(const float *in, float *out, size_t rows, size_t cols)
+{
+	for (size_t r = 0; r < rows; r++)
+		for (size_t c = 0; c < cols; c++)
+			out[c * rows + r] = in[r * cols + c];
+}
+
 void
 sae_trainer_set_params(SaeTrainer *t, const float *w_enc, const float *b_enc,
 					   const float *w_dec, const float *b_dec)
@@ -278,13 +318,17 @@ sae_trainer_set_params(SaeTrainer *t, const float *w_enc, const float *b_enc,
 				m = t->m;
 	SaeBackend *be = t->be;
 
-	be->to_device(be, t->w_enc, w_enc, sizeof(float) * d * m);
+	float	   *w_enc_t = malloc(sizeof(float) * d * m);
+
+	transpose(w_enc, w_enc_t, d, m);
+	be->to_device(be, t->w_enc, w_enc_t, sizeof(float) * d * m);
+	free(w_enc_t);
 	be->to_device(be, t->b_enc, b_enc, sizeof(float) * m);
 	be->to_device(be, t->w_dec, w_dec, sizeof(float) * m * d);
 	be->to_device(be, t->b_dec, b_dec, sizeof(float) * d);
 }
 
-/* Copy the four parts of a [W_enc | b_enc | W_dec | b_dec] block to the host. */
+/* Copy the four parts of a [W_enc^T | b_enc | W_dec | b_dec] block to the host. */
 static void
 download_block(SaeTrainer *t, const float *block, float *w_enc, float *b_enc,
 			   float *w_dec, float *b_dec)
@@ -295,7 +339,13 @@ download_block(SaeTrainer *t, const float *block, float *w_enc, float *b_enc,
 
 	PARAM_OFFSETS(d, m);
 	if (w_enc)
-		be->to_host(be, w_enc, block, sizeof(float) * d * m);
+	{
+		float	   *w_enc_t = malloc(sizeof(float) * d * m);
+
+		be->to_host(be, w_enc_t, block, sizeof(float) * d * m);
+		transpose(w_enc_t, w_enc, m, d);
+		free(w_enc_t);
+	}
 	if (b_enc)
 		be->to_host(be, b_enc, block + off_b_enc, sizeof(float) * m);
 	if (w_dec)
@@ -429,7 +479,7 @@ ghost_grads(SaeTrainer *t, const float *x, int B)
 
 	be->exp_masked(be, t->f, t->h, t->dead_mask, B, m);
 	be->gemm(be, false, false, B, d, m, 1.0f, t->f, m, t->w_dec, d, 0.0f, t->ghost_y, d);
-	loss = be->ghost_loss(be, x, t->x_hat, t->ghost_y, t->row_w, B, d);
+	loss = be->ghost_loss(be, x, t->x_hat, t->ghost_y, t->row_w, t->cfg.mse_dense_batch, B, d);
 	be->gemm(be, true, false, m, d, B, 1.0f, t->f, m, t->ghost_y, d, 1.0f, t->g_w_dec, d);
 	be->gemm(be, false, true, B, m, d, 1.0f, t->ghost_y, d, t->w_dec, d, 0.0f, t->f, m);
 	be->ghost_backward(be, t->dh, t->f, t->h, t->dead_mask, B, m);
@@ -451,6 +501,7 @@ sae_trainer_step(SaeTrainer *t, const float *x, int B, SaeStepStats *st)
 	double		l0,
 				s_sum,
 				ghost = 0;
+	bool		sparse;
 
 	memset(st, 0, sizeof(*st));
 	st->dead_features = t->n_dead;
@@ -459,31 +510,49 @@ sae_trainer_step(SaeTrainer *t, const float *x, int B, SaeStepStats *st)
 
 	/* forward */
 	be->add_row_vector(be, t->x_c, x, t->b_dec, B, d, -a);
-	be->gemm(be, false, false, B, m, d, 1.0f, t->x_c, d, t->w_enc, m, 0.0f, t->h, m);
+	be->gemm(be, false, true, B, m, d, 1.0f, t->x_c, d, t->w_enc, d, 0.0f, t->h, m);
 	l0 = be->encode_activate(be, t->h, t->b_enc, t->f, B, m, act, (float) cfg->noise_scale,
 							 (uint64_t) cfg->seed, SAE_STREAM_NOISE + (uint64_t) t->step,
 							 cfg->lp_norm, t->row_norm, t->fire_count);
-	be->gemm(be, false, false, B, d, m, 1.0f, t->f, m, t->w_dec, d, 0.0f, t->x_hat, d);
+	sparse = l0 <= SAE_SPARSE_DENSITY * B * m &&
+		be->sparsify(be, t->f, B, m, t->row_ptr, t->col_idx, t->col_ptr, t->row_idx,
+					 t->sparse_capacity) >= 0;
+	if (sparse)
+		be->sparse_decode(be, t->row_ptr, t->col_idx, t->f, t->w_dec, t->x_hat, B, m, d);
+	else
+		be->gemm(be, false, false, B, d, m, 1.0f, t->f, m, t->w_dec, d, 0.0f, t->x_hat, d);
 	be->add_row_vector(be, t->x_hat, t->x_hat, t->b_dec, B, d, 1.0f);
 
 	/* loss and the gradient flowing back into f */
 	be->mse_forward_backward(be, x, t->x_hat, B, d, cfg->mse_dense_batch, t->d_x_hat,
 							 t->row_w, t->x_sq, &ms);
 	s_sum = host_sum(t, t->row_norm, cfg->l1_l2_squared ? t->x_sq : NULL, B);
-	be->gemm(be, false, true, B, m, d, 1.0f, t->d_x_hat, d, t->w_dec, d, 0.0f, t->dh, m);
+	if (sparse)
+		be->sparse_backprop(be, t->row_ptr, t->col_idx, t->d_x_hat, t->w_dec, t->dh, B, m, d);
+	else
+		be->gemm(be, false, true, B, m, d, 1.0f, t->d_x_hat, d, t->w_dec, d, 0.0f, t->dh, m);
 	be->activation_backward(be, t->dh, t->f, t->row_norm,
 							cfg->l1_l2_squared ? t->x_sq : NULL,
 							(float) (cfg->l1_coefficient / B), cfg->lp_norm, B, m, act);
 
 	/* parameter gradients */
-	be->gemm(be, true, false, m, d, B, 1.0f, t->f, m, t->d_x_hat, d, 0.0f, t->g_w_dec, d);
+	if (sparse)
+		be->sparse_weight_grad(be, t->col_ptr, t->row_idx, t->f, t->d_x_hat, t->g_w_dec, B, m, d);
+	else
+		be->gemm(be, true, false, m, d, B, 1.0f, t->f, m, t->d_x_hat, d, 0.0f, t->g_w_dec, d);
 	if (cfg->use_ghost_grads && t->n_dead > 0)
+	{
 		ghost = ghost_grads(t, x, B);
-	be->gemm(be, true, false, d, m, B, 1.0f, t->x_c, d, t->dh, m, 0.0f, t->g_w_enc, m);
+		sparse = false;			/* ghost gradients reach the dead columns of dh */
+	}
+	if (sparse)
+		be->sparse_weight_grad(be, t->col_ptr, t->row_idx, t->dh, t->x_c, t->g_w_enc, B, m, d);
+	else
+		be->gemm(be, true, false, m, d, B, 1.0f, t->dh, m, t->x_c, d, 0.0f, t->g_w_enc, d);
 	be->col_sum(be, t->g_b_enc, t->dh, B, m);
 	be->col_sum(be, t->g_b_dec, t->d_x_hat, B, d);
 	if (a != 0)
-		be->gemm(be, false, false, d, 1, m, -a, t->w_enc, m, t->g_b_enc, 1, 1.0f, t->g_b_dec, 1);
+		be->gemm(be, true, false, d, 1, m, -a, t->w_enc, d, t->g_b_enc, 1, 1.0f, t->g_b_dec, 1);
 
 	/* constrain and step */
 	if (unit_norm)
@@ -498,6 +567,7 @@ sae_trainer_step(SaeTrainer *t, const float *x, int B, SaeStepStats *st)
 	st->step = t->step;
 	st->n_tokens = t->n_tokens;
 	st->batch_rows = B;
+	st->sparse_path = sparse;
 	st->lr = lr;
 	st->mse_loss = ms.mse_sum / ((double) B * d);
 	st->l1_loss = s_sum / B;

@@ -33,6 +33,7 @@ typedef struct SaeStepStats
 	double		l2_norm;		/* mean_b ||xhat_b|| */
 	double		l2_ratio;		/* mean_b ||xhat_b||/||x_b|| */
 	int64_t		dead_features;	/* sparsity/dead_features (mask used this step) */
+	bool		sparse_path;	/* the step used the sparse decoder and backward */
 } SaeStepStats;
 
 /* Feature-density window summary (every feature_sampling_window steps). */

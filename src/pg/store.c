@@ -233,13 +233,14 @@ final_metrics_json(const SaeRunResult *r)
 					"\"explained_variance_legacy\": %.9g, \"explained_variance_std\": %.9g, "
 					"\"l2_norm\": %.9g, \"l2_ratio\": %.9g, \"dead_features\": %lld, "
 					"\"mean_log10_feature_sparsity\": %.9g, \"below_1e-5\": %lld, \"below_1e-6\": %lld, "
-					"\"lr\": %.9g, \"rows_read\": %lld, \"epochs\": %lld}",
+					"\"lr\": %.9g, \"rows_read\": %lld, \"epochs\": %lld, \"sparse_steps\": %lld}",
 					s->mse_loss, s->l1_loss, s->ghost_grad_loss, s->overall_loss, s->l0,
 					s->explained_variance, s->explained_variance_legacy,
 					s->explained_variance_std, s->l2_norm, s->l2_ratio,
 					(long long) r->dead_features, r->sparsity.mean_log10_feature_sparsity,
 					(long long) r->sparsity.below_1e5, (long long) r->sparsity.below_1e6,
-					s->lr, (long long) r->rows_read, (long long) r->epochs);
+					s->lr, (long long) r->rows_read, (long long) r->epochs,
+					(long long) r->sparse_steps);
 }
 
 void
