@@ -69,6 +69,7 @@ struct SaeTrainer
 	float	   *host_rows;		/* B floats on the host, for row reductions */
 
 	/* the active entries of f, for the sparse path */
+	double		sparse_density;
 	int64_t		sparse_capacity;
 	int32_t    *row_ptr,
 			   *col_idx,
@@ -148,9 +149,8 @@ sae_trainer_create(const SaeConfig *cfg, SaeBackend *be, int max_rows,
 	t->act_freq = alloc_floats(t, m, &failed);
 	t->dead_mask = alloc_floats(t, m, &failed);
 	t->host_rows = calloc(2 * B, sizeof(float));
-	t->sparse_capacity = (int64_t) (B * m * SAE_SPARSE_DENSITY);
-	if (B * m > INT32_MAX)
-		t->sparse_capacity = 0;
+	t->sparse_density = B * m > INT32_MAX ? 0 : SAE_SPARSE_DENSITY;
+	t->sparse_capacity = (int64_t) (B * m * t->sparse_density);
 	t->row_ptr = be->alloc(be, sizeof(int32_t) * (B + 1));
 	t->col_ptr = be->alloc(be, sizeof(int32_t) * (m + 1));
 	t->col_idx = be->alloc(be, sizeof(int32_t) * (t->sparse_capacity + 1));
@@ -368,6 +368,32 @@ sae_trainer_get_grads(SaeTrainer *t, float *w_enc, float *b_enc,
 	download_block(t, t->grads, w_enc, b_enc, w_dec, b_dec);
 }
 
+int
+sae_trainer_set_sparse_density(SaeTrainer *t, double max_density, SaeError *err)
+{
+	SaeBackend *be = t->be;
+	int64_t		capacity = (int64_t) ((double) t->max_rows * t->m * max_density);
+
+	if ((int64_t) t->max_rows * t->m > INT32_MAX)
+		return sae_error(err, SAE_ERR_LIMIT, "the sparse path needs train_batch_size * d_sae < 2^31");
+	if (capacity > t->sparse_capacity)
+	{
+		be->free(be, t->col_idx);
+		be->free(be, t->row_idx);
+		t->col_idx = be->alloc(be, sizeof(int32_t) * (capacity + 1));
+		t->row_idx = be->alloc(be, sizeof(int32_t) * (capacity + 1));
+		t->sparse_capacity = capacity;
+		if (t->col_idx == NULL || t->row_idx == NULL)
+		{
+			t->sparse_density = 0;
+			t->sparse_capacity = 0;
+			return sae_error(err, SAE_ERR_OUT_OF_MEMORY, "out of memory for the sparse path");
+		}
+	}
+	t->sparse_density = max_density;
+	return SAE_OK;
+}
+
 int64_t
 sae_trainer_dead_features(const SaeTrainer *t)
 {
@@ -514,7 +540,7 @@ sae_trainer_step(SaeTrainer *t, const float *x, int B, SaeStepStats *st)
 	l0 = be->encode_activate(be, t->h, t->b_enc, t->f, B, m, act, (float) cfg->noise_scale,
 							 (uint64_t) cfg->seed, SAE_STREAM_NOISE + (uint64_t) t->step,
 							 cfg->lp_norm, t->row_norm, t->fire_count);
-	sparse = l0 <= SAE_SPARSE_DENSITY * B * m &&
+	sparse = l0 <= t->sparse_density * B * m &&
 		be->sparsify(be, t->f, B, m, t->row_ptr, t->col_idx, t->col_ptr, t->row_idx,
 					 t->sparse_capacity) >= 0;
 	if (sparse)

@@ -63,6 +63,13 @@ void		sae_trainer_get_params(SaeTrainer *t, float *w_enc, float *b_enc,
 void		sae_trainer_get_grads(SaeTrainer *t, float *w_enc, float *b_enc,
 								  float *w_dec, float *b_dec);
 
+/*
+ * The sparse path is taken when at most this fraction of f is positive
+ * (default SAE_SPARSE_DENSITY); 0 turns it off, 1 forces it.  Returns an
+ * error if the index buffers cannot grow.
+ */
+int			sae_trainer_set_sparse_density(SaeTrainer *t, double max_density, SaeError *err);
+
 /* Features dead now (not fired for more than dead_feature_window steps). */
 int64_t		sae_trainer_dead_features(const SaeTrainer *t);
 
