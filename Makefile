@@ -17,8 +17,11 @@ OBJS       = $(CORE_OBJS) $(PG_SRCS:.c=.o)
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --load-extension=$(EXTENSION)
 
+# OpenBLAS's OpenMP build, so BLAS and the engine's own OpenMP loops share
+# one thread pool (two spinning pools on the same cores slow both down).
 BLAS_INC   ?= /usr/include/x86_64-linux-gnu/openblas-pthread
-BLAS_LIB   ?= -lopenblas
+BLAS_DIR   ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
+BLAS_LIB   ?= $(BLAS_DIR)/libopenblas.so.0 -Wl,-rpath,$(BLAS_DIR)
 PG_CPPFLAGS = -I$(srcdir)/src/core -I$(BLAS_INC)
 PG_CFLAGS   = -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK  = $(BLAS_LIB) -fopenmp -lm

@@ -11,6 +11,7 @@ packages=(
     postgresql-15-pgtap
     libtap-parser-sourcehandler-pgtap-perl
     libopenblas-dev
+    libopenblas0-openmp
     postgresql-common
 )
 
