@@ -4,7 +4,10 @@
  *
  * Each fused op makes one pass over its B x m or B x d data where it can,
  * because on a CPU these passes, not the GEMMs, are what a naive
- * implementation spends its time on.  Sums run in double.
+ * implementation spends its time on.  Sums run in double, and every sum is
+ * taken in an order fixed by the data (per row, or per fixed block of rows,
+ * then in row order), never in the order threads finish: a seeded run gives
+ * the same weights whatever the thread count.
  */
 #include "backend.h"
 #include "rng.h"
@@ -79,31 +82,60 @@ cpu_add_row_vector(SaeBackend *be, float *dst, const float *src,
 	}
 }
 
+#define SAE_BLOCK_ROWS 256
+
+/*
+ * dst[c] = sum_r w[r] * src[r][c] (w NULL: 1), in double: partial sums over
+ * fixed blocks of rows in parallel, then the blocks in order.
+ */
+static void
+block_col_sums(const float *src, const double *w, int64_t rows, int cols, double *dst)
+{
+	int64_t		nblocks = (rows + SAE_BLOCK_ROWS - 1) / SAE_BLOCK_ROWS;
+	double	   *part = calloc((size_t) nblocks * cols, sizeof(double));
+
+#pragma omp parallel for schedule(static)
+	for (int64_t k = 0; k < nblocks; k++)
+	{
+		double	   *p = part + (size_t) k * cols;
+		int64_t		end = (k + 1) * SAE_BLOCK_ROWS < rows ? (k + 1) * SAE_BLOCK_ROWS : rows;
+
+		for (int64_t r = k * SAE_BLOCK_ROWS; r < end; r++)
+		{
+			const float *row = src + (size_t) r * cols;
+			double		wr = w ? w[r] : 1.0;
+
+			for (int c = 0; c < cols; c++)
+				p[c] += wr * row[c];
+		}
+	}
+	memset(dst, 0, sizeof(double) * cols);
+	for (int64_t k = 0; k < nblocks; k++)
+		for (int c = 0; c < cols; c++)
+			dst[c] += part[(size_t) k * cols + c];
+	free(part);
+}
+
 static void
 cpu_col_sum(SaeBackend *be, float *dst, const float *src, int rows, int cols)
 {
-	double	   *acc = calloc(cols, sizeof(double));
+	double	   *acc = malloc(sizeof(double) * cols);
 
-#pragma omp parallel
-	{
-		double	   *mine = calloc(cols, sizeof(double));
-
-#pragma omp for schedule(static)
-		for (int r = 0; r < rows; r++)
-		{
-			const float *s = src + (size_t) r * cols;
-
-			for (int c = 0; c < cols; c++)
-				mine[c] += s[c];
-		}
-#pragma omp critical
-		for (int c = 0; c < cols; c++)
-			acc[c] += mine[c];
-		free(mine);
-	}
+	block_col_sums(src, NULL, rows, cols, acc);
 	for (int c = 0; c < cols; c++)
 		dst[c] = (float) acc[c];
 	free(acc);
+}
+
+/* Sum of n doubles in index order. */
+static double
+ordered_sum(const double *v, int64_t n)
+{
+	double		s = 0;
+
+	for (int64_t i = 0; i < n; i++)
+		s += v[i];
+	return s;
 }
 
 static void
@@ -175,6 +207,7 @@ cpu_encode_activate(SaeBackend *be, float *h, const float *b_enc, float *f,
 {
 	double		l0 = 0;
 
+	/* l0 and fire_count are integer counts: exact in any summation order */
 #pragma omp parallel reduction(+:l0)
 	{
 		float	   *fired = fire_count ? calloc(m, sizeof(float)) : NULL;
@@ -220,38 +253,39 @@ cpu_encode_activate(SaeBackend *be, float *h, const float *b_enc, float *f,
 	return l0;
 }
 
+/* Per-row quantities of the MSE op, summed in row order afterwards. */
+enum
+{
+	MSE_WE, MSE_E, MSE_T, MSE_EV, MSE_EV2, MSE_L2, MSE_RATIO, MSE_NSTATS
+};
+
 static void
 cpu_mse_forward_backward(SaeBackend *be, const float *x, const float *xhat,
 						 int B, int d, bool dense_batch, float *d_xhat,
 						 float *row_w, float *x_sq, SaeMseStats *st)
 {
-	double	   *mean = calloc(d, sizeof(double));
+	double	   *mean = malloc(sizeof(double) * d);
 	float	   *meanf = malloc(sizeof(float) * d);
-	double		mse = 0,
-				sse = 0,
-				sst = 0,
-				ev = 0,
-				ev2 = 0,
-				l2 = 0,
-				ratio = 0;
+	double	   *stats = malloc(sizeof(double) * MSE_NSTATS * B);
+	double		sums[MSE_NSTATS] = {0};
 	double		scale = 2.0 / ((double) B * d);
 
-	for (int b = 0; b < B; b++)
-		for (int j = 0; j < d; j++)
-			mean[j] += x[(size_t) b * d + j];
+	block_col_sums(x, NULL, B, d, mean);
 	for (int j = 0; j < d; j++)
 		meanf[j] = (float) (mean[j] / B);
 
-#pragma omp parallel for schedule(static) reduction(+:mse,sse,sst,ev,ev2,l2,ratio)
+#pragma omp parallel for schedule(static)
 	for (int b = 0; b < B; b++)
 	{
 		const float *xr = x + (size_t) b * d;
 		const float *yr = xhat + (size_t) b * d;
 		float	   *gr = d_xhat + (size_t) b * d;
+		double	   *out = stats + (size_t) b * MSE_NSTATS;
 		double		e = 0,
 					t = 0,
 					xx = 0,
-					yy = 0;
+					yy = 0,
+					ev;
 		float		w;
 
 		for (int j = 0; j < d; j++)
@@ -269,27 +303,28 @@ cpu_mse_forward_backward(SaeBackend *be, const float *x, const float *xhat,
 			gr[j] = (float) (scale * w) * (yr[j] - xr[j]);
 		row_w[b] = w;
 		x_sq[b] = (float) xx;
-		mse += w * e;
-		sse += e;
-		sst += t;
-		{
-			double		r = t > 0 ? 1.0 - e / t : 0.0;
-
-			ev += r;
-			ev2 += r * r;
-		}
-		l2 += sqrt(yy);
-		ratio += sqrt(yy) / (sqrt(xx) < 1e-4 ? 1.0 : sqrt(xx));
+		ev = t > 0 ? 1.0 - e / t : 0.0;
+		out[MSE_WE] = w * e;
+		out[MSE_E] = e;
+		out[MSE_T] = t;
+		out[MSE_EV] = ev;
+		out[MSE_EV2] = ev * ev;
+		out[MSE_L2] = sqrt(yy);
+		out[MSE_RATIO] = sqrt(yy) / (sqrt(xx) < 1e-4 ? 1.0 : sqrt(xx));
 	}
-	st->mse_sum = mse;
-	st->sse = sse;
-	st->sst = sst;
-	st->ev_legacy_sum = ev;
-	st->ev_legacy_sumsq = ev2;
-	st->l2_norm_out = l2;
-	st->l2_ratio = ratio;
+	for (int b = 0; b < B; b++)
+		for (int k = 0; k < MSE_NSTATS; k++)
+			sums[k] += stats[(size_t) b * MSE_NSTATS + k];
+	st->mse_sum = sums[MSE_WE];
+	st->sse = sums[MSE_E];
+	st->sst = sums[MSE_T];
+	st->ev_legacy_sum = sums[MSE_EV];
+	st->ev_legacy_sumsq = sums[MSE_EV2];
+	st->l2_norm_out = sums[MSE_L2];
+	st->l2_ratio = sums[MSE_RATIO];
 	free(mean);
 	free(meanf);
+	free(stats);
 }
 
 /* d||f||_p / df_i for f_i >= 0, given the row norm. */
@@ -396,21 +431,23 @@ static double
 cpu_ghost_loss(SaeBackend *be, const float *x, const float *xhat, float *y,
 			   const float *row_w, bool dense_batch, int B, int d)
 {
-	double		loss = 0;
 	double		scale = 2.0 / ((double) B * d);
 	float	   *wg = malloc(sizeof(float) * B);
+	double	   *row_loss = calloc(B, sizeof(double));
+	double		loss;
 
 	for (int b = 0; b < B; b++)
 		wg[b] = 1.0f;
 	if (dense_batch)
 		residual_row_weights(x, xhat, B, d, wg);
 
-#pragma omp parallel for schedule(static) reduction(+:loss)
+#pragma omp parallel for schedule(static)
 	for (int b = 0; b < B; b++)
 	{
 		const float *xr = x + (size_t) b * d;
 		const float *yr = xhat + (size_t) b * d;
 		float	   *gy = y + (size_t) b * d;
+		double		loss_b = 0;
 		double		rr = 0,
 					ny = 0;
 		float		c,
@@ -432,11 +469,14 @@ cpu_ghost_loss(SaeBackend *be, const float *x, const float *xhat, float *y,
 			float		e = r * r * w;
 			float		ratio = e / (eg + 1e-6f);
 
-			loss += (double) ratio * eg;
+			loss_b += (double) ratio * eg;
 			gy[j] = (float) (scale * ratio * diff * wg[b]) * c;
 		}
+		row_loss[b] = loss_b;
 	}
+	loss = ordered_sum(row_loss, B);
 	free(wg);
+	free(row_loss);
 	return loss / ((double) B * d);
 }
 
@@ -604,42 +644,36 @@ static double
 cpu_weiszfeld_step(SaeBackend *be, const float *x, int64_t n, int d,
 				   const float *mu, float *new_mu, double eps)
 {
-	double	   *acc = calloc(d, sizeof(double));
-	double		wsum = 0,
-				obj = 0;
+	double	   *dist = malloc(sizeof(double) * n);
+	double	   *w = malloc(sizeof(double) * n);
+	double	   *acc = malloc(sizeof(double) * d);
+	double		obj;
 
-#pragma omp parallel reduction(+:wsum,obj)
+#pragma omp parallel for schedule(static)
+	for (int64_t t = 0; t < n; t++)
 	{
-		double	   *mine = calloc(d, sizeof(double));
+		const float *xr = x + (size_t) t * d;
+		double		ss = 0;
 
-#pragma omp for schedule(static)
-		for (int64_t t = 0; t < n; t++)
-		{
-			const float *xr = x + (size_t) t * d;
-			double		ss = 0,
-						dist,
-						w;
-
-			for (int j = 0; j < d; j++)
-			{
-				double		diff = (double) xr[j] - mu[j];
-
-				ss += diff * diff;
-			}
-			dist = sqrt(ss);
-			obj += dist;
-			w = 1.0 / (dist > eps ? dist : eps);
-			wsum += w;
-			for (int j = 0; j < d; j++)
-				mine[j] += w * xr[j];
-		}
-#pragma omp critical
 		for (int j = 0; j < d; j++)
-			acc[j] += mine[j];
-		free(mine);
+		{
+			double		diff = (double) xr[j] - mu[j];
+
+			ss += diff * diff;
+		}
+		dist[t] = sqrt(ss);
+		w[t] = 1.0 / (dist[t] > eps ? dist[t] : eps);
 	}
-	for (int j = 0; j < d; j++)
-		new_mu[j] = (float) (acc[j] / wsum);
+	obj = ordered_sum(dist, n);
+	block_col_sums(x, w, n, d, acc);
+	{
+		double		wsum = ordered_sum(w, n);
+
+		for (int j = 0; j < d; j++)
+			new_mu[j] = (float) (acc[j] / wsum);
+	}
+	free(dist);
+	free(w);
 	free(acc);
 	return obj;
 }
