@@ -42,7 +42,7 @@ include $(PGXS)
 # -O3: the hot loops are the engine's, and GCC vectorises them only at -O3.
 $(CORE_OBJS): CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -O3 -Wsign-compare -Wmissing-field-initializers
 $(CORE_OBJS): src/core/*.h
-$(OBJS): $(wildcard src/pg/*.h)
+$(OBJS): $(wildcard src/pg/*.h src/core/*.h)
 
 # Engine unit tests: the same engine sources, linked into a plain C test runner.
 UNIT_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -O3 -g -fopenmp -Wall -Wextra -Wno-unused-parameter \

@@ -17,9 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
 #include <omp.h>
-#endif
 
 static void *
 cpu_alloc(SaeBackend *be, size_t bytes)
@@ -718,11 +716,10 @@ sae_backend_cpu_create(int threads)
 	be->adam = cpu_adam;
 	be->weiszfeld_step = cpu_weiszfeld_step;
 	be->destroy = cpu_destroy;
-#ifdef _OPENMP
-	if (threads > 0)
-		omp_set_num_threads(threads);
-#endif
-	if (threads > 0)
-		openblas_set_num_threads(threads);
+	/* every call sets the count, so "0: all cores" undoes an earlier 1 */
+	if (threads <= 0)
+		threads = omp_get_num_procs();
+	omp_set_num_threads(threads);
+	openblas_set_num_threads(threads);
 	return be;
 }

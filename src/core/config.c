@@ -627,7 +627,7 @@ sae_config_finish(SaeConfig *cfg, SaeError *err)
 		(rc = finish_sae_type(cfg, err)) != SAE_OK ||
 		(rc = finish_schedule(cfg, err)) != SAE_OK)
 		return rc;
-	if (sae_config_half_buffer_rows(cfg) > INT32_MAX)
+	if (2 * sae_config_half_buffer_rows(cfg) > INT32_MAX)
 	{
 		sae_error(err, SAE_ERR_INVALID_PARAMETER, "the shuffle buffer is too large: %lld rows per half",
 				  (long long) sae_config_half_buffer_rows(cfg));

@@ -49,7 +49,8 @@ size_t
 sae_run_memory_bytes(const SaeConfig *cfg)
 {
 	size_t		half = (size_t) sae_config_half_buffer_rows(cfg);
-	size_t		buffers = 4 * half * cfg->d_in * sizeof(float) + 2 * half * sizeof(int32_t);
+	size_t		buffers = 4 * half * cfg->d_in * sizeof(float) + 2 * half * sizeof(int32_t)
+		+ SAE_READ_CHUNK_ROWS * cfg->d_in * sizeof(float);
 
 	return buffers + sae_trainer_memory_bytes(cfg->d_in, cfg->d_sae, cfg->train_batch_size);
 }
@@ -295,30 +296,27 @@ progress_notice(SaeRun *run, const SaeStepStats *st, double elapsed)
 		   tps, st->mse_loss, run->cfg.l1_coefficient * st->l1_loss, st->l0, eta);
 }
 
-/* SAELens: thresholds range(0, total, total // n)[1:], saved when passed. */
+/*
+ * SAELens: thresholds range(0, total, total // n)[1:]; after a step, the
+ * first threshold passed is saved and dropped (at most one per step, so
+ * checkpoints lag when thresholds are closer than a batch).
+ */
 static int
 maybe_checkpoint(SaeRun *run, int64_t n_tokens, SaeError *err)
 {
 	int64_t		total = run->cfg.total_training_tokens;
-	int64_t		every;
+	int64_t		every,
+				threshold;
 
 	if (run->cfg.n_checkpoints <= 0 || run->cb.checkpoint == NULL)
 		return SAE_OK;
 	every = total / run->cfg.n_checkpoints;
-	if (every <= 0)
+	threshold = every * (run->next_checkpoint + 1);
+	if (every <= 0 || threshold >= total || n_tokens <= threshold)
 		return SAE_OK;
-	while (every * (run->next_checkpoint + 1) < total &&
-		   n_tokens > every * (run->next_checkpoint + 1))
-	{
-		int			rc;
-
-		run->next_checkpoint++;
-		sae_trainer_finalize(run->trainer);
-		rc = run->cb.checkpoint(run->cb.ctx, run->trainer, n_tokens, err);
-		if (rc != SAE_OK)
-			return rc;
-	}
-	return SAE_OK;
+	run->next_checkpoint++;
+	sae_trainer_finalize(run->trainer);
+	return run->cb.checkpoint(run->cb.ctx, run->trainer, n_tokens, err);
 }
 
 int

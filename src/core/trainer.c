@@ -179,22 +179,46 @@ sae_trainer_create(const SaeConfig *cfg, SaeBackend *be, int max_rows,
 	return SAE_OK;
 }
 
+/* Free one backend buffer if it was allocated. */
+static void
+free_buffer(SaeBackend *be, void *p)
+{
+	if (p != NULL)
+		be->free(be, p);
+}
+
 void
 sae_trainer_destroy(SaeTrainer *t)
 {
-	float	   *bufs[] = {t->params, t->grads, t->adam_m, t->adam_v, t->x_c, t->h,
-		t->f, t->dh, t->x_hat, t->d_x_hat, t->ghost_y, t->row_norm, t->row_w,
-	t->x_sq, t->fire_count, t->steps_since_fired, t->act_freq, t->dead_mask};
-	int32_t    *ibufs[] = {t->row_ptr, t->col_idx, t->col_ptr, t->row_idx};
+	void	   *bufs[22];
+	size_t		n = 0;
 
 	if (t == NULL)
 		return;
-	for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
-		if (bufs[i] != NULL)
-			t->be->free(t->be, bufs[i]);
-	for (size_t i = 0; i < sizeof(ibufs) / sizeof(ibufs[0]); i++)
-		if (ibufs[i] != NULL)
-			t->be->free(t->be, ibufs[i]);
+	bufs[n++] = t->params;
+	bufs[n++] = t->grads;
+	bufs[n++] = t->adam_m;
+	bufs[n++] = t->adam_v;
+	bufs[n++] = t->x_c;
+	bufs[n++] = t->h;
+	bufs[n++] = t->f;
+	bufs[n++] = t->dh;
+	bufs[n++] = t->x_hat;
+	bufs[n++] = t->d_x_hat;
+	bufs[n++] = t->ghost_y;
+	bufs[n++] = t->row_norm;
+	bufs[n++] = t->row_w;
+	bufs[n++] = t->x_sq;
+	bufs[n++] = t->fire_count;
+	bufs[n++] = t->steps_since_fired;
+	bufs[n++] = t->act_freq;
+	bufs[n++] = t->dead_mask;
+	bufs[n++] = t->row_ptr;
+	bufs[n++] = t->col_idx;
+	bufs[n++] = t->col_ptr;
+	bufs[n++] = t->row_idx;
+	for (size_t i = 0; i < n; i++)
+		free_buffer(t->be, bufs[i]);
 	free(t->host_rows);
 	free(t);
 }

@@ -26,7 +26,7 @@ set_key(SaeConfig *cfg, const char *key, JsonbValue *v)
 			break;
 		case jbvNumeric:
 			rc = sae_config_set(cfg, key, 'n',
-								DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+								DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
 																   NumericGetDatum(v->val.numeric))),
 								false, NULL, &err);
 			break;

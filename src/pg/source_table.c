@@ -14,6 +14,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -60,7 +61,21 @@ resolve_relation(const char *name)
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("activations_table \"%s\" does not exist", name),
 				 errhint("Create the table or view first, or check search_path.")));
-	return relid;
+	switch (get_rel_relkind(relid))
+	{
+		case RELKIND_RELATION:
+		case RELKIND_VIEW:
+		case RELKIND_MATVIEW:
+		case RELKIND_PARTITIONED_TABLE:
+		case RELKIND_FOREIGN_TABLE:
+			return relid;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("activations_table \"%s\" is not a table or view", name),
+					 errhint("Name a table, view, materialized view, partitioned table or foreign table.")));
+	}
+	return InvalidOid;
 }
 
 /* Check the column exists and holds real[] or float8[]. */

@@ -86,13 +86,17 @@ mb(size_t bytes)
 	return (long) ((bytes + (1 << 20) - 1) >> 20);
 }
 
-/* Compare the run's needs with sae.max_memory before allocating anything. */
+/*
+ * Compare the run's needs with sae.max_memory before allocating anything:
+ * the engine's buffers plus the host copy of the weights made to store them.
+ */
 static void
 check_memory_budget(const SaeConfig *cfg)
 {
-	size_t		need = sae_run_memory_bytes(cfg);
-	size_t		sae = 4 * sizeof(float) * (size_t) (2 * cfg->d_in * cfg->d_sae + cfg->d_in + cfg->d_sae);
+	size_t		params = sizeof(float) * (size_t) (2 * cfg->d_in * cfg->d_sae + cfg->d_in + cfg->d_sae);
+	size_t		engine = sae_run_memory_bytes(cfg);
 	size_t		trainer = sae_trainer_memory_bytes(cfg->d_in, cfg->d_sae, cfg->train_batch_size);
+	size_t		need = engine + params;
 	size_t		limit = (size_t) sae_max_memory_kb * 1024;
 
 	if (need <= limit)
@@ -100,9 +104,9 @@ check_memory_budget(const SaeConfig *cfg)
 	ereport(ERROR,
 			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 			 errmsg("training run needs %ld MB but sae.max_memory is %ld MB", mb(need), mb(limit)),
-			 errdetail("SAE parameters, gradients and Adam state: %ld MB; batch buffers (train_batch_size %lld): %ld MB; shuffle buffer (%lld rows, 4 copies): %ld MB.",
-					   mb(sae), (long long) cfg->train_batch_size, mb(trainer - sae),
-					   (long long) sae_config_half_buffer_rows(cfg), mb(need - trainer)),
+			 errdetail("SAE parameters, gradients and Adam state: %ld MB; batch buffers (train_batch_size %lld): %ld MB; shuffle buffer (%lld rows per half): %ld MB; copy of the weights for storing: %ld MB.",
+					   mb(4 * params), (long long) cfg->train_batch_size, mb(trainer - 4 * params),
+					   (long long) sae_config_half_buffer_rows(cfg), mb(engine - trainer), mb(params)),
 			 errhint("Raise sae.max_memory, or lower d_sae, train_batch_size or n_batches_in_buffer.")));
 }
 
