@@ -87,6 +87,7 @@ static const KeyDef keys[] = {
 	{"run_name", STR(run_name), NULLABLE, NULL},
 	{"n_checkpoints", INT(n_checkpoints, 0, 1e4), NOT_NULLABLE, NULL},
 	{"checkpoint_path", STR(checkpoint_path), NULLABLE, NULL},
+	{"from_pretrained_run", INT(from_pretrained_run, 1, BIG), NULLABLE, NULL},
 	{"seed", INT(seed, -BIG, BIG), NOT_NULLABLE, NULL},
 	{"device", STR(device), NOT_NULLABLE, device_choices},
 	{"dtype", STR(dtype), NOT_NULLABLE, NULL},

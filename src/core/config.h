@@ -93,6 +93,9 @@ typedef struct SaeConfig
 	int64_t		n_checkpoints;
 	char		checkpoint_path[SAE_NAME_LEN];
 
+	/* start from a trained run's weights instead of a fresh init (ours) */
+	int64_t		from_pretrained_run;
+
 	/* misc */
 	int64_t		seed;
 	char		device[32];

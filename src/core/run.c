@@ -42,6 +42,7 @@ struct SaeRun
 	int64_t		rows_this_epoch;
 	uint64_t	shuffle_count;
 	int64_t		next_checkpoint;	/* index into the checkpoint thresholds */
+	bool		pretrained;		/* params given: keep b_dec */
 	SaeRunResult result;
 };
 
@@ -247,6 +248,14 @@ startup_notices(SaeRun *run)
 		notice(run, "Using Ghost Grads.");
 }
 
+void
+sae_run_start_from(SaeRun *run, const float *w_enc, const float *b_enc,
+				   const float *w_dec, const float *b_dec)
+{
+	sae_trainer_set_params(run->trainer, w_enc, b_enc, w_dec, b_dec);
+	run->pretrained = true;
+}
+
 /* b_dec from the first half-buffer (the storage half), as SAELens does. */
 static int
 init_b_dec(SaeRun *run, SaeError *err)
@@ -257,6 +266,11 @@ init_b_dec(SaeRun *run, SaeError *err)
 
 	if (rc != SAE_OK)
 		return rc;
+	if (run->pretrained)
+	{
+		notice(run, "b_dec: kept from the pretrained weights");
+		return SAE_OK;
+	}
 	rc = sae_trainer_init_b_dec(run->trainer, storage, run->half, &objective, err);
 	if (rc != SAE_OK)
 		return rc;

@@ -57,6 +57,12 @@ typedef struct SaeRun SaeRun;
 
 int			sae_run_create(const SaeConfig *cfg, SaeBackend *be, const SaeSource *src,
 						   const SaeRunCallbacks *cb, SaeRun **out, SaeError *err);
+/*
+ * Continue from trained weights (host, SAELens layout) instead of the
+ * fresh init: b_dec is then kept, not re-initialised from the data.
+ */
+void		sae_run_start_from(SaeRun *run, const float *w_enc, const float *b_enc,
+							   const float *w_dec, const float *b_dec);
 int			sae_run_execute(SaeRun *run, SaeError *err);
 SaeTrainer *sae_run_trainer(SaeRun *run);
 const SaeRunResult *sae_run_result(const SaeRun *run);

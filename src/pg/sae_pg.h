@@ -51,4 +51,19 @@ extern void SaeStoreFeatures(int64 run_id, SaeTrainer *t, int d, int m);
 extern void SaeStoreRunEnd(int64 run_id, const SaeRunResult *res);
 extern int	SaeStoreCheckpoint(int64 run_id, const SaeConfig *cfg, SaeTrainer *t, int64 n_tokens);
 
+/* weights.c: a completed run's weights, in SAELens's layout (W_enc d x m) */
+typedef struct SaeRunWeights
+{
+	int			d,
+				m,
+				sae_type;
+	bool		apply_b_dec_to_input;
+	float	   *w_enc,
+			   *b_enc,
+			   *w_dec,
+			   *b_dec;
+} SaeRunWeights;
+
+extern void SaeLoadRunWeights(int64 run_id, SaeRunWeights *w);
+
 #endif

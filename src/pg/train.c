@@ -137,6 +137,30 @@ note_accepted_keys(const SaeConfig *cfg)
 				(errmsg("dead_feature_threshold is accepted but unused, as in SAELens: dead features are those that did not fire for dead_feature_window steps")));
 }
 
+/* "from_pretrained_run": the run's weights, which must fit this config. */
+static void
+start_from_pretrained(SaeRun *run, const SaeConfig *cfg)
+{
+	SaeRunWeights w;
+
+	SaeLoadRunWeights(cfg->from_pretrained_run, &w);
+	if (w.d != cfg->d_in || w.m != cfg->d_sae || w.sae_type != cfg->sae_type)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_pretrained_run %lld does not fit this config",
+						(long long) cfg->from_pretrained_run),
+				 errdetail("The run has d_in %d, d_sae %d and sae_type %s; the config asks for d_in %lld, d_sae %lld and sae_type %s.",
+						   w.d, w.m, w.sae_type == SAE_TYPE_TANH ? "tanh_sae" : "unit_norm_sae",
+						   (long long) cfg->d_in, (long long) cfg->d_sae,
+						   cfg->sae_type == SAE_TYPE_TANH ? "tanh_sae" : "unit_norm_sae"),
+				 errhint("Use the pretrained run's d_in, d_sae (or expansion_factor) and sae_type.")));
+	sae_run_start_from(run, w.w_enc, w.b_enc, w.w_dec, w.b_dec);
+	pfree(w.w_enc);
+	pfree(w.w_dec);
+	pfree(w.b_enc);
+	pfree(w.b_dec);
+}
+
 static void
 return_row(FunctionCallInfo fcinfo, const TrainState *st, const SaeRunResult *res)
 {
@@ -202,8 +226,11 @@ sae_train(PG_FUNCTION_ARGS)
 	cb.log_step = cb_log_step;
 	cb.checkpoint = cb_checkpoint;
 	cb.progress_every = sae_progress_every;
-	if (sae_run_create(&st->cfg, be, &src, &cb, &st->run, &err) != SAE_OK ||
-		sae_run_execute(st->run, &err) != SAE_OK)
+	if (sae_run_create(&st->cfg, be, &src, &cb, &st->run, &err) != SAE_OK)
+		SaeReportError(&err);
+	if (st->cfg.from_pretrained_run > 0)
+		start_from_pretrained(st->run, &st->cfg);
+	if (sae_run_execute(st->run, &err) != SAE_OK)
 	{
 		CHECK_FOR_INTERRUPTS();
 		SaeReportError(&err);
