@@ -7,8 +7,19 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+/* See helpers.h: UNIT_THREADS threads, default 1. */
+SaeBackend *
+test_backend(void)
+{
+	const char *env = getenv("UNIT_THREADS");
+
+	return sae_backend_cpu_create(env ? atoi(env) : 1);
+}
+
+/* Try test/unit-relative, then repository-relative. */
 const char *
 fixture_path(const char *rel, char *buf, size_t size)
 {
@@ -24,6 +35,7 @@ fixture_path(const char *rel, char *buf, size_t size)
 	return buf;
 }
 
+/* Reads n floats; a shorter or longer file is an error (noted). */
 float *
 read_f32(const char *path, size_t n)
 {
@@ -51,6 +63,7 @@ read_f32(const char *path, size_t n)
 	return data;
 }
 
+/* Defaults, a source, and quiet (no start-up notices). */
 void
 cfg_base(SaeConfig *cfg)
 {
@@ -71,6 +84,7 @@ report(int rc, const SaeError *err, const char *key)
 	return rc == SAE_OK;
 }
 
+/* A JSON number. */
 bool
 cfg_num(SaeConfig *cfg, const char *key, double v)
 {
@@ -79,6 +93,7 @@ cfg_num(SaeConfig *cfg, const char *key, double v)
 	return report(sae_config_set(cfg, key, 'n', v, false, NULL, &err), &err, key);
 }
 
+/* A JSON string. */
 bool
 cfg_str(SaeConfig *cfg, const char *key, const char *v)
 {
@@ -87,6 +102,7 @@ cfg_str(SaeConfig *cfg, const char *key, const char *v)
 	return report(sae_config_set(cfg, key, 's', 0, false, v, &err), &err, key);
 }
 
+/* A JSON boolean. */
 bool
 cfg_bool(SaeConfig *cfg, const char *key, bool v)
 {
@@ -95,6 +111,7 @@ cfg_bool(SaeConfig *cfg, const char *key, bool v)
 	return report(sae_config_set(cfg, key, 'b', 0, v, NULL, &err), &err, key);
 }
 
+/* A JSON null. */
 bool
 cfg_null(SaeConfig *cfg, const char *key)
 {
@@ -103,6 +120,7 @@ cfg_null(SaeConfig *cfg, const char *key)
 	return report(sae_config_set(cfg, key, 'z', 0, false, NULL, &err), &err, key);
 }
 
+/* sae_config_finish; a failure is a test failure with the full message. */
 bool
 cfg_finish(SaeConfig *cfg)
 {
@@ -115,6 +133,7 @@ cfg_finish(SaeConfig *cfg)
 	return rc == SAE_OK;
 }
 
+/* Norm-based relative error of float tensors. */
 double
 rel_err_norm_f(const float *a, const float *b, size_t n)
 {
@@ -131,6 +150,7 @@ rel_err_norm_f(const float *a, const float *b, size_t n)
 	return sqrt(num) / fmax(sqrt(den), 1e-30);
 }
 
+/* Norm-based relative error of double vectors. */
 double
 rel_err_norm_d(const double *a, const double *b, size_t n)
 {
@@ -145,6 +165,7 @@ rel_err_norm_d(const double *a, const double *b, size_t n)
 	return sqrt(num) / fmax(sqrt(den), 1e-30);
 }
 
+/* Largest elementwise difference. */
 double
 max_abs_diff_f(const float *a, const float *b, size_t n)
 {
@@ -153,4 +174,41 @@ max_abs_diff_f(const float *a, const float *b, size_t n)
 	for (size_t i = 0; i < n; i++)
 		m = fmax(m, fabs((double) a[i] - b[i]));
 	return m;
+}
+
+/* Copy up to max_rows rows; 0 at the end (the run then rewinds for a new epoch). */
+static int64_t
+mem_read(void *ctx, float *dst, int64_t max_rows, SaeError *err)
+{
+	MemSource  *ms = ctx;
+	int64_t		n = ms->n - ms->pos;
+
+	ms->reads++;
+	if (n > max_rows)
+		n = max_rows;
+	if (ms->max_per_read > 0 && n > ms->max_per_read)
+		n = ms->max_per_read;
+	memcpy(dst, ms->rows + (size_t) ms->pos * ms->d, sizeof(float) * (size_t) n * ms->d);
+	ms->pos += n;
+	return n;
+}
+
+/* Back to row 0, counting rewinds. */
+static int
+mem_rewind(void *ctx, SaeError *err)
+{
+	MemSource  *ms = ctx;
+
+	ms->rewinds++;
+	ms->pos = 0;
+	return SAE_OK;
+}
+
+/* The SaeSource over ms. */
+SaeSource
+mem_source(MemSource *ms)
+{
+	SaeSource	src = {.ctx = ms, .read = mem_read, .rewind = mem_rewind};
+
+	return src;
 }

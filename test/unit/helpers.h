@@ -1,6 +1,7 @@
 /*
  * helpers.h — engine-specific helpers shared by the unit tests: fixture
- * files, building configs key by key, comparing float tensors.
+ * files, building configs key by key, comparing float tensors, and an
+ * in-memory activation source.
  */
 #ifndef UNIT_HELPERS_H
 #define UNIT_HELPERS_H
@@ -8,7 +9,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "backend.h"
 #include "config.h"
+#include "run.h"
+
+/*
+ * The CPU backend with UNIT_THREADS threads (default 1).  The tests use tiny
+ * shapes, where OpenMP threads only add overhead, and on a shared, loaded
+ * machine spinning OpenMP barriers slow a run down by 10x or more.
+ */
+SaeBackend *test_backend(void);
 
 /* Path of test/fixtures/golden/<rel>, whether run from test/unit or the repo root. */
 const char *fixture_path(const char *rel, char *buf, size_t size);
@@ -32,5 +42,21 @@ double		rel_err_norm_d(const double *a, const double *b, size_t n);
 
 /* max_i |a_i - b_i| */
 double		max_abs_diff_f(const float *a, const float *b, size_t n);
+
+/* --- an in-memory SaeSource (rows x d floats), with counters for the tests --- */
+
+typedef struct MemSource
+{
+	const float *rows;
+	int64_t		n;				/* rows in the source */
+	int			d;
+	int64_t		pos;
+	int64_t		reads;			/* read() calls */
+	int64_t		rewinds;		/* rewind() calls */
+	int64_t		max_per_read;	/* cap on rows per read (0: none) */
+} MemSource;
+
+/* A SaeSource reading ms (which must outlive the run). */
+SaeSource	mem_source(MemSource *ms);
 
 #endif

@@ -45,6 +45,7 @@ short_file(const char *file, char *out, size_t size)
 	snprintf(out, size, "%.*s", (int) len, base);
 }
 
+/* Called by each UNIT_TEST constructor before main. */
 void
 unit_register(const char *file, int line, const char *name, UnitFn fn)
 {
@@ -85,6 +86,7 @@ diag_vappend(const char *prefix, const char *fmt, va_list ap)
 	diag[diag_used] = '\0';
 }
 
+/* Mark the current test failed and keep the message for its diagnostics. */
 void
 unit_fail(const char *file, int line, const char *fmt,...)
 {
@@ -99,6 +101,7 @@ unit_fail(const char *file, int line, const char *fmt,...)
 	va_end(ap);
 }
 
+/* A diagnostic line printed whether or not the test fails. */
 void
 unit_note(const char *fmt,...)
 {
@@ -109,12 +112,14 @@ unit_note(const char *fmt,...)
 	va_end(ap);
 }
 
+/* Has the current test failed so far? */
 bool
 unit_current_failed(void)
 {
 	return current_failed;
 }
 
+/* For code that may crash: fork, run, report how the child ended. */
 bool
 unit_survives(UnitFn fn)
 {
@@ -147,6 +152,7 @@ compare_tests(const void *a, const void *b)
 	return c != 0 ? c : x->line - y->line;
 }
 
+/* Monotonic clock, for the per-test times. */
 static double
 seconds_now(void)
 {
@@ -175,6 +181,7 @@ flush_diag(void)
 	diag[0] = '\0';
 }
 
+/* Run the (filtered) tests in file order; exit 1 if any failed. */
 int
 main(void)
 {

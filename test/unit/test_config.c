@@ -414,6 +414,7 @@ UNIT_TEST(pyfloat_repr)
 
 static const char *json_value_end(const char *p);
 
+/* Skip JSON whitespace. */
 static const char *
 json_ws(const char *p)
 {
@@ -514,6 +515,7 @@ json_container_end(const char *p)
 	}
 }
 
+/* End of any JSON value at p, or NULL. */
 static const char *
 json_value_end(const char *p)
 {
@@ -530,6 +532,7 @@ json_value_end(const char *p)
 	return json_number_end(p);
 }
 
+/* s is exactly one JSON value (with optional surrounding whitespace). */
 static bool
 json_valid(const char *s)
 {

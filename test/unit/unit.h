@@ -98,12 +98,12 @@ bool		unit_survives(UnitFn fn);
 					  #a, #b, unit_a_, unit_b_, fabs(unit_a_ - unit_b_), unit_t_); \
 	} while (0)
 
-/* |a - b| <= rtol * max(|b|, floor) */
-#define CHECK_REL(a, b, rtol, floor) \
+/* |a - b| <= rtol * max(|b|, abs_floor) */
+#define CHECK_REL(a, b, rtol, abs_floor) \
 	do { \
 		double		unit_a_ = (a), \
 					unit_b_ = (b), \
-					unit_s_ = fmax(fabs(unit_b_), (floor)); \
+					unit_s_ = fmax(fabs(unit_b_), (abs_floor)); \
 		if (!(fabs(unit_a_ - unit_b_) <= (rtol) * unit_s_)) \
 			unit_fail(__FILE__, __LINE__, "%s ~ %s: got %.17g, want %.17g (rel err %.3g > %.3g)", \
 					  #a, #b, unit_a_, unit_b_, fabs(unit_a_ - unit_b_) / unit_s_, (double) (rtol)); \
