@@ -19,6 +19,9 @@
 
 #include <omp.h>
 
+/* Loops over fewer elements than this run on one thread: waking a team costs more. */
+#define SAE_PARALLEL_MIN 65536
+
 static void *
 cpu_alloc(SaeBackend *be, size_t bytes)
 {
@@ -41,7 +44,7 @@ cpu_memcpy(SaeBackend *be, void *dst, const void *src, size_t bytes)
 static void
 cpu_fill(SaeBackend *be, float *x, size_t n, float value)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n >= SAE_PARALLEL_MIN)
 	for (size_t i = 0; i < n; i++)
 		x[i] = value;
 }
@@ -60,7 +63,7 @@ static void
 cpu_gather_rows(SaeBackend *be, float *dst, const float *src,
 				const int32_t *idx, int rows, int cols)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) rows * cols >= SAE_PARALLEL_MIN)
 	for (int r = 0; r < rows; r++)
 		memcpy(dst + (size_t) r * cols, src + (size_t) idx[r] * cols, sizeof(float) * cols);
 }
@@ -69,7 +72,7 @@ static void
 cpu_add_row_vector(SaeBackend *be, float *dst, const float *src,
 				   const float *vec, int rows, int cols, float alpha)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) rows * cols >= SAE_PARALLEL_MIN)
 	for (int r = 0; r < rows; r++)
 	{
 		const float *s = src + (size_t) r * cols;
@@ -92,7 +95,7 @@ block_col_sums(const float *src, const double *w, int64_t rows, int cols, double
 	int64_t		nblocks = (rows + SAE_BLOCK_ROWS - 1) / SAE_BLOCK_ROWS;
 	double	   *part = calloc((size_t) nblocks * cols, sizeof(double));
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) rows * cols >= SAE_PARALLEL_MIN)
 	for (int64_t k = 0; k < nblocks; k++)
 	{
 		double	   *p = part + (size_t) k * cols;
@@ -139,7 +142,7 @@ ordered_sum(const double *v, int64_t n)
 static void
 cpu_normalize_rows(SaeBackend *be, float *w, int rows, int cols)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) rows * cols >= SAE_PARALLEL_MIN)
 	for (int r = 0; r < rows; r++)
 	{
 		float	   *row = w + (size_t) r * cols;
@@ -160,7 +163,7 @@ cpu_normalize_rows(SaeBackend *be, float *w, int rows, int cols)
 static void
 cpu_project_rows(SaeBackend *be, float *g, const float *w, int rows, int cols)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) rows * cols >= SAE_PARALLEL_MIN)
 	for (int r = 0; r < rows; r++)
 	{
 		float	   *gr = g + (size_t) r * cols;
@@ -206,7 +209,7 @@ cpu_encode_activate(SaeBackend *be, float *h, const float *b_enc, float *f,
 	double		l0 = 0;
 
 	/* l0 and fire_count are integer counts: exact in any summation order */
-#pragma omp parallel reduction(+:l0)
+#pragma omp parallel reduction(+:l0) if((size_t) B * m >= SAE_PARALLEL_MIN)
 	{
 		float	   *fired = fire_count ? calloc(m, sizeof(float)) : NULL;
 
@@ -272,7 +275,7 @@ cpu_mse_forward_backward(SaeBackend *be, const float *x, const float *xhat,
 	for (int j = 0; j < d; j++)
 		meanf[j] = (float) (mean[j] / B);
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) B * d >= SAE_PARALLEL_MIN)
 	for (int b = 0; b < B; b++)
 	{
 		const float *xr = x + (size_t) b * d;
@@ -343,7 +346,7 @@ cpu_activation_backward(SaeBackend *be, float *dh, const float *f,
 						const float *row_norm, const float *row_scale,
 						float l1_scale, double lp, int B, int m, SaeActivation act)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) B * m >= SAE_PARALLEL_MIN)
 	for (int b = 0; b < B; b++)
 	{
 		float	   *gr = dh + (size_t) b * m;
@@ -373,7 +376,7 @@ cpu_update_fire_stats(SaeBackend *be, float *fire_count, float *since,
 {
 	int64_t		dead = 0;
 
-#pragma omp parallel for schedule(static) reduction(+:dead)
+#pragma omp parallel for schedule(static) reduction(+:dead) if((size_t) m >= SAE_PARALLEL_MIN)
 	for (int i = 0; i < m; i++)
 	{
 		since[i] = fire_count[i] > 0 ? 0 : since[i] + 1;
@@ -388,7 +391,7 @@ cpu_update_fire_stats(SaeBackend *be, float *fire_count, float *since,
 static void
 cpu_exp_masked(SaeBackend *be, float *g, const float *h, const float *mask, int B, int m)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) B * m >= SAE_PARALLEL_MIN)
 	for (int b = 0; b < B; b++)
 		for (int i = 0; i < m; i++)
 		{
@@ -409,7 +412,7 @@ residual_row_weights(const float *x, const float *xhat, int B, int d, float *wg)
 			mean[j] += (double) x[(size_t) b * d + j] - xhat[(size_t) b * d + j];
 	for (int j = 0; j < d; j++)
 		mean[j] /= B;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) B * d >= SAE_PARALLEL_MIN)
 	for (int b = 0; b < B; b++)
 	{
 		double		ss = 0;
@@ -439,7 +442,7 @@ cpu_ghost_loss(SaeBackend *be, const float *x, const float *xhat, float *y,
 	if (dense_batch)
 		residual_row_weights(x, xhat, B, d, wg);
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) B * d >= SAE_PARALLEL_MIN)
 	for (int b = 0; b < B; b++)
 	{
 		const float *xr = x + (size_t) b * d;
@@ -482,7 +485,7 @@ static void
 cpu_ghost_backward(SaeBackend *be, float *dh, const float *dg, const float *h,
 				   const float *mask, int B, int m)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) B * m >= SAE_PARALLEL_MIN)
 	for (int b = 0; b < B; b++)
 		for (int i = 0; i < m; i++)
 		{
@@ -500,7 +503,7 @@ cpu_sparsify(SaeBackend *be, const float *f, int B, int m, int32_t *row_ptr,
 {
 	int64_t		nnz = 0;
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) B * m >= SAE_PARALLEL_MIN)
 	for (int b = 0; b < B; b++)
 	{
 		const float *fr = f + (size_t) b * m;
@@ -516,7 +519,7 @@ cpu_sparsify(SaeBackend *be, const float *f, int B, int m, int32_t *row_ptr,
 	nnz = row_ptr[B];
 	if (nnz > capacity)
 		return -1;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) B * m >= SAE_PARALLEL_MIN)
 	for (int b = 0; b < B; b++)
 	{
 		const float *fr = f + (size_t) b * m;
@@ -547,7 +550,7 @@ static void
 cpu_sparse_decode(SaeBackend *be, const int32_t *row_ptr, const int32_t *col_idx,
 				  const float *f, const float *w_dec, float *x_hat, int B, int m, int d)
 {
-#pragma omp parallel for schedule(dynamic, 16)
+#pragma omp parallel for schedule(dynamic, 16) if((size_t) B * d >= SAE_PARALLEL_MIN)
 	for (int b = 0; b < B; b++)
 	{
 		float	   *out = x_hat + (size_t) b * d;
@@ -569,7 +572,7 @@ static void
 cpu_sparse_backprop(SaeBackend *be, const int32_t *row_ptr, const int32_t *col_idx,
 					const float *d_xhat, const float *w_dec, float *dh, int B, int m, int d)
 {
-#pragma omp parallel for schedule(dynamic, 16)
+#pragma omp parallel for schedule(dynamic, 16) if((size_t) B * d >= SAE_PARALLEL_MIN)
 	for (int b = 0; b < B; b++)
 	{
 		const float *g = d_xhat + (size_t) b * d;
@@ -591,7 +594,7 @@ static void
 cpu_sparse_weight_grad(SaeBackend *be, const int32_t *col_ptr, const int32_t *row_idx,
 					   const float *vals, const float *rows, float *grad, int B, int m, int d)
 {
-#pragma omp parallel for schedule(dynamic, 64)
+#pragma omp parallel for schedule(dynamic, 64) if((size_t) m * d >= SAE_PARALLEL_MIN)
 	for (int i = 0; i < m; i++)
 	{
 		float	   *out = grad + (size_t) i * d;
@@ -623,7 +626,7 @@ cpu_adam(SaeBackend *be, float *param, const float *grad, float *m1, float *m2,
 	float		bc2s = (float) bc2_sqrt;
 	float		epsf = (float) eps;
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n >= SAE_PARALLEL_MIN)
 	for (size_t i = 0; i < n; i++)
 	{
 		float		g = grad[i];
@@ -647,7 +650,7 @@ cpu_weiszfeld_step(SaeBackend *be, const float *x, int64_t n, int d,
 	double	   *acc = malloc(sizeof(double) * d);
 	double		obj;
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t) n * d >= SAE_PARALLEL_MIN)
 	for (int64_t t = 0; t < n; t++)
 	{
 		const float *xr = x + (size_t) t * d;
