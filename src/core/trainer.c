@@ -536,47 +536,48 @@ ghost_grads(SaeTrainer *t, const float *x, int B)
 	return loss;
 }
 
-void
-sae_trainer_step(SaeTrainer *t, const float *x, int B, SaeStepStats *st)
+/*
+ * Forward pass: x_c, h, f, x_hat.  Returns the batch's total L0 and
+ * whether the sparse path was taken (then the CSR/CSC lists of f are set).
+ */
+static double
+forward(SaeTrainer *t, const float *x, int B, SaeActivation act, bool *sparse)
 {
 	SaeBackend *be = t->be;
 	const SaeConfig *cfg = &t->cfg;
 	int			d = t->d,
 				m = t->m;
-	float		a = cfg->apply_b_dec_to_input ? 1.0f : 0.0f;
-	bool		unit_norm = cfg->sae_type == SAE_TYPE_UNIT_NORM;
-	SaeActivation act = unit_norm ? SAE_ACT_RELU : SAE_ACT_TANH_RELU;
-	SaeMseStats ms;
-	double		lr = sae_lr_at(cfg, t->total_steps, t->step);
-	double		l0,
-				s_sum,
-				ghost = 0;
-	bool		sparse;
+	double		l0;
 
-	memset(st, 0, sizeof(*st));
-	st->dead_features = t->n_dead;
-	if (unit_norm)
-		be->normalize_rows(be, t->w_dec, m, d);
-
-	/* forward */
-	be->add_row_vector(be, t->x_c, x, t->b_dec, B, d, -a);
+	be->add_row_vector(be, t->x_c, x, t->b_dec, B, d, cfg->apply_b_dec_to_input ? -1.0f : 0.0f);
 	be->gemm(be, false, true, B, m, d, 1.0f, t->x_c, d, t->w_enc, d, 0.0f, t->h, m);
 	l0 = be->encode_activate(be, t->h, t->b_enc, t->f, B, m, act, (float) cfg->noise_scale,
 							 (uint64_t) cfg->seed, SAE_STREAM_NOISE + (uint64_t) t->step,
 							 cfg->lp_norm, t->row_norm, t->fire_count);
-	sparse = l0 <= t->sparse_density * B * m &&
+	*sparse = l0 <= t->sparse_density * B * m &&
 		be->sparsify(be, t->f, B, m, t->row_ptr, t->col_idx, t->col_ptr, t->row_idx,
 					 t->sparse_capacity) >= 0;
-	if (sparse)
+	if (*sparse)
 		be->sparse_decode(be, t->row_ptr, t->col_idx, t->f, t->w_dec, t->x_hat, B, m, d);
 	else
 		be->gemm(be, false, false, B, d, m, 1.0f, t->f, m, t->w_dec, d, 0.0f, t->x_hat, d);
 	be->add_row_vector(be, t->x_hat, t->x_hat, t->b_dec, B, d, 1.0f);
+	return l0;
+}
 
-	/* loss and the gradient flowing back into f */
-	be->mse_forward_backward(be, x, t->x_hat, B, d, cfg->mse_dense_batch, t->d_x_hat,
-							 t->row_w, t->x_sq, &ms);
-	s_sum = host_sum(t, t->row_norm, cfg->l1_l2_squared ? t->x_sq : NULL, B);
+/*
+ * Backward pass from d_x_hat (set by the MSE op) to every parameter's
+ * gradient, ghost grads included.  Returns the ghost loss.
+ */
+static double
+backward(SaeTrainer *t, const float *x, int B, SaeActivation act, bool sparse)
+{
+	SaeBackend *be = t->be;
+	const SaeConfig *cfg = &t->cfg;
+	int			d = t->d,
+				m = t->m;
+	double		ghost = 0;
+
 	if (sparse)
 		be->sparse_backprop(be, t->row_ptr, t->col_idx, t->d_x_hat, t->w_dec, t->dh, B, m, d);
 	else
@@ -584,8 +585,6 @@ sae_trainer_step(SaeTrainer *t, const float *x, int B, SaeStepStats *st)
 	be->activation_backward(be, t->dh, t->f, t->row_norm,
 							cfg->l1_l2_squared ? t->x_sq : NULL,
 							(float) (cfg->l1_coefficient / B), cfg->lp_norm, B, m, act);
-
-	/* parameter gradients */
 	if (sparse)
 		be->sparse_weight_grad(be, t->col_ptr, t->row_idx, t->f, t->d_x_hat, t->g_w_dec, B, m, d);
 	else
@@ -601,36 +600,70 @@ sae_trainer_step(SaeTrainer *t, const float *x, int B, SaeStepStats *st)
 		be->gemm(be, true, false, m, d, B, 1.0f, t->dh, m, t->x_c, d, 0.0f, t->g_w_enc, d);
 	be->col_sum(be, t->g_b_enc, t->dh, B, m);
 	be->col_sum(be, t->g_b_dec, t->d_x_hat, B, d);
-	if (a != 0)
-		be->gemm(be, true, false, d, 1, m, -a, t->w_enc, d, t->g_b_enc, 1, 1.0f, t->g_b_dec, 1);
+	if (cfg->apply_b_dec_to_input)
+		be->gemm(be, true, false, d, 1, m, -1.0f, t->w_enc, d, t->g_b_enc, 1, 1.0f, t->g_b_dec, 1);
+	return ghost;
+}
 
-	/* constrain and step */
+/* SAELens's logged metrics of a step from the ops' sums. */
+static void
+step_stats(const SaeTrainer *t, int B, const SaeMseStats *ms, double l0, double s_sum,
+		   double ghost, SaeStepStats *st)
+{
+	double		ev;
+
+	st->batch_rows = B;
+	st->mse_loss = ms->mse_sum / ((double) B * t->d);
+	st->l1_loss = s_sum / B;
+	st->ghost_grad_loss = ghost;
+	st->overall_loss = st->mse_loss + t->cfg.l1_coefficient * st->l1_loss + ghost;
+	st->l0 = l0 / B;
+	st->explained_variance = ms->sst > 0 ? 1 - ms->sse / ms->sst : 0;
+	ev = ms->ev_legacy_sum / B;
+	st->explained_variance_legacy = ev;
+	st->explained_variance_std = B > 1 ? sqrt(fmax(0, (ms->ev_legacy_sumsq - B * ev * ev) / (B - 1))) : 0;
+	st->l2_norm = ms->l2_norm_out / B;
+	st->l2_ratio = ms->l2_ratio / B;
+}
+
+void
+sae_trainer_step(SaeTrainer *t, const float *x, int B, SaeStepStats *st)
+{
+	SaeBackend *be = t->be;
+	const SaeConfig *cfg = &t->cfg;
+	bool		unit_norm = cfg->sae_type == SAE_TYPE_UNIT_NORM;
+	SaeActivation act = unit_norm ? SAE_ACT_RELU : SAE_ACT_TANH_RELU;
+	SaeMseStats ms;
+	double		lr = sae_lr_at(cfg, t->total_steps, t->step);
+	double		l0,
+				s_sum,
+				ghost;
+	bool		sparse;
+
+	memset(st, 0, sizeof(*st));
+	st->dead_features = t->n_dead;
 	if (unit_norm)
-		be->project_rows(be, t->g_w_dec, t->w_dec, m, d);
+		be->normalize_rows(be, t->w_dec, t->m, t->d);
+	l0 = forward(t, x, B, act, &sparse);
+	be->mse_forward_backward(be, x, t->x_hat, B, t->d, cfg->mse_dense_batch, t->d_x_hat,
+							 t->row_w, t->x_sq, &ms);
+	s_sum = host_sum(t, t->row_norm, cfg->l1_l2_squared ? t->x_sq : NULL, B);
+	ghost = backward(t, x, B, act, sparse);
+	if (unit_norm)
+		be->project_rows(be, t->g_w_dec, t->w_dec, t->m, t->d);
 	be->adam(be, t->params, t->grads, t->adam_m, t->adam_v, t->n_params, lr,
 			 cfg->adam_beta1, cfg->adam_beta2, 1e-8, t->step + 1);
 	t->n_dead = be->update_fire_stats(be, t->fire_count, t->steps_since_fired, t->act_freq,
-									  t->dead_mask, m, (float) cfg->dead_feature_window);
+									  t->dead_mask, t->m, (float) cfg->dead_feature_window);
 	t->window_tokens += B;
 	t->n_tokens += cfg->train_batch_size;
 
+	step_stats(t, B, &ms, l0, s_sum, ghost, st);
 	st->step = t->step;
 	st->n_tokens = t->n_tokens;
-	st->batch_rows = B;
-	st->sparse_path = sparse;
+	/* with ghost grads active, the encoder gradient was dense */
+	st->sparse_path = sparse && !(cfg->use_ghost_grads && st->dead_features > 0);
 	st->lr = lr;
-	st->mse_loss = ms.mse_sum / ((double) B * d);
-	st->l1_loss = s_sum / B;
-	st->ghost_grad_loss = ghost;
-	st->overall_loss = st->mse_loss + cfg->l1_coefficient * st->l1_loss + ghost;
-	st->l0 = l0 / B;
-	st->explained_variance = ms.sst > 0 ? 1 - ms.sse / ms.sst : 0;
-	st->explained_variance_legacy = ms.ev_legacy_sum / B;
-	st->explained_variance_std = B > 1
-		? sqrt(fmax(0, (ms.ev_legacy_sumsq - B * st->explained_variance_legacy * st->explained_variance_legacy) / (B - 1)))
-		: 0;
-	st->l2_norm = ms.l2_norm_out / B;
-	st->l2_ratio = ms.l2_ratio / B;
 	t->step++;
 }
 
