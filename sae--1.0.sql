@@ -26,6 +26,7 @@ CREATE TABLE sae.runs (
     finished_at       timestamptz
 );
 COMMENT ON TABLE sae.runs IS 'one row per trained SAE; config is normalized with every default filled in';
+COMMENT ON COLUMN sae.runs.status IS 'running while sae_train works (visible to other sessions only after commit), then completed; a failed or cancelled sae_train rolls its rows back, so failed and cancelled are reserved for runs outside the caller''s transaction';
 COMMENT ON COLUMN sae.runs.final_metrics IS 'metrics of the last step and the last feature-density window; explained_variance is 1 - SSE/SST about the batch mean, explained_variance_legacy the mean of per-token ratios (SAELens v1)';
 
 CREATE TABLE sae.train_log (
