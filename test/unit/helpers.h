@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "config.h"
 #include "run.h"
+#include "safetensors.h"
 
 /*
  * The CPU backend with UNIT_THREADS threads (default 1).  The tests use tiny
@@ -22,6 +23,22 @@ SaeBackend *test_backend(void);
 
 /* Path of test/fixtures/golden/<rel>, whether run from test/unit or the repo root. */
 const char *fixture_path(const char *rel, char *buf, size_t size);
+
+/* Path of test/fixtures/models/<rel>. */
+const char *model_path(const char *rel, char *buf, size_t size);
+
+/* One line of test/fixtures/models/expected.txt: a tensor's dtype, shape and float32 bits. */
+typedef struct Expected
+{
+	char		dtype[16];
+	int			ndim;
+	int64_t		shape[SAE_MAX_DIMS];
+	size_t		n;
+	uint32_t	bits[64];
+} Expected;
+
+/* Find "<file> <tensor> ..." in expected.txt; false if absent. */
+bool		expected_load(const char *file, const char *tensor, Expected *e);
 
 /* A raw little-endian float32 file of exactly n floats (malloc'd), or NULL. */
 float	   *read_f32(const char *path, size_t n);

@@ -16,60 +16,6 @@
 
 #include "torch_pickle.h"
 
-/* test/fixtures/models/<rel> (fixture_path's root is .../golden). */
-static const char *
-model_path(const char *rel, char *buf, size_t size)
-{
-	char		r[256];
-
-	snprintf(r, sizeof(r), "../models/%s", rel);
-	return fixture_path(r, buf, size);
-}
-
-/* One line of expected.txt: a tensor's dtype, shape and float32 bits. */
-typedef struct Expected
-{
-	char		dtype[16];
-	int			ndim;
-	int64_t		shape[SAE_MAX_DIMS];
-	size_t		n;
-	uint32_t	bits[64];
-} Expected;
-
-/* Find "<file> <tensor> ..." in expected.txt. */
-static bool
-expected_load(const char *file, const char *tensor, Expected *e)
-{
-	char		path[512],
-				line[4096];
-	FILE	   *fp = fopen(model_path("expected.txt", path, sizeof(path)), "r");
-	bool		found = false;
-
-	if (fp == NULL)
-		return false;
-	while (!found && fgets(line, sizeof(line), fp) != NULL)
-	{
-		char	   *save = NULL;
-		char	   *f = strtok_r(line, " \n", &save);
-		char	   *t = strtok_r(NULL, " \n", &save);
-		char	   *tok;
-
-		if (f == NULL || t == NULL || f[0] == '#' || strcmp(f, file) != 0 || strcmp(t, tensor) != 0)
-			continue;
-		snprintf(e->dtype, sizeof(e->dtype), "%s", strtok_r(NULL, " \n", &save));
-		e->ndim = atoi(strtok_r(NULL, " \n", &save));
-		for (int d = 0; d < e->ndim; d++)
-			e->shape[d] = atoll(strtok_r(NULL, " \n", &save));
-		strtok_r(NULL, " \n", &save);	/* ":" */
-		e->n = 0;
-		while ((tok = strtok_r(NULL, " \n", &save)) != NULL && e->n < 64)
-			e->bits[e->n++] = (uint32_t) strtoul(tok, NULL, 16);
-		found = true;
-	}
-	fclose(fp);
-	return found;
-}
-
 /* A tensor against expected.txt: dtype, shape and every value's bits. */
 static void
 check_tensor(const SaeTorchFile *tf, const char *file, const SaeTorchTensor *t)
