@@ -9,18 +9,15 @@
  * Metadata::validate, so we accept what it accepts.
  */
 #include "safetensors.h"
+#include "mapfile.h"
 #include "json.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* An index file larger than this is not an index. */
 #define INDEX_MAX_BYTES ((long) 64 * 1024 * 1024)
@@ -524,7 +521,7 @@ open_buffer(const unsigned char *base, size_t size, bool mapped, const char *nam
 	{
 		free(st);
 		if (mapped)
-			munmap((void *) base, size);
+			sae_unmap_file(base, size);
 		return sae_error(err, SAE_ERR_OUT_OF_MEMORY, "out of memory");
 	}
 	st->base = base;
@@ -549,33 +546,18 @@ sae_safetensors_from_memory(const void *buf, size_t len, const char *name,
 int
 sae_safetensors_open(const char *path, SaeSafetensors **out, SaeError *err)
 {
-	int			fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat sb;
-	void	   *base;
+	const void *base;
+	size_t		size;
+	int			rc = sae_map_file(path, "safetensors file", 8, &base, &size, err);
 
 	*out = NULL;
-	if (fd < 0)
-		return sae_error(err, SAE_ERR_INVALID_PARAMETER, "could not open safetensors file \"%.*s\": %s",
-						 NAME_SHOWN, path, strerror(errno));
-	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
-	{
-		close(fd);
-		return sae_error(err, SAE_ERR_INVALID_PARAMETER, "safetensors file \"%.*s\" is not a regular file",
-						 NAME_SHOWN, path);
-	}
-	if (sb.st_size < 8)
-	{
-		close(fd);
+	if (rc != SAE_OK)
+		return rc;
+	if (base == NULL)
 		return st_error(err, SAE_ERR_INVALID_DATA, path, NULL,
 						"the file is %lld bytes long, too short for the 8-byte header length",
-						(long long) sb.st_size);
-	}
-	base = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (base == MAP_FAILED)
-		return sae_error(err, SAE_ERR_OUT_OF_MEMORY, "could not map safetensors file \"%.*s\": %s",
-						 NAME_SHOWN, path, strerror(errno));
-	return open_buffer(base, (size_t) sb.st_size, true, path, out, err);
+						(long long) size);
+	return open_buffer(base, size, true, path, out, err);
 }
 
 void
@@ -594,7 +576,7 @@ sae_safetensors_close(SaeSafetensors *st)
 	free(st->meta_keys);
 	free(st->meta_values);
 	if (st->mapped)
-		munmap((void *) st->base, st->size);
+		sae_unmap_file(st->base, st->size);
 	free(st->name);
 	free(st);
 }

@@ -16,16 +16,13 @@
  * length (each opcode makes at most one value, memo keys are capped by it).
  */
 #include "torch_pickle.h"
+#include "mapfile.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define NAME_SHOWN 200
 
@@ -1439,7 +1436,7 @@ open_buffer(const unsigned char *base, size_t size, bool mapped, const char *nam
 	{
 		free(tf);
 		if (mapped)
-			munmap((void *) base, size);
+			sae_unmap_file(base, size);
 		return oom(err);
 	}
 	tf->base = base;
@@ -1468,31 +1465,16 @@ sae_torch_from_memory(const void *buf, size_t len, const char *name,
 int
 sae_torch_open(const char *path, SaeTorchFile **out, SaeError *err)
 {
-	int			fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat sb;
-	void	   *base;
+	const void *base;
+	size_t		size;
+	int			rc = sae_map_file(path, "pytorch file", 22, &base, &size, err);
 
 	*out = NULL;
-	if (fd < 0)
-		return sae_error(err, SAE_ERR_INVALID_PARAMETER, "could not open pytorch file \"%.*s\": %s",
-						 NAME_SHOWN, path, strerror(errno));
-	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
-	{
-		close(fd);
-		return sae_error(err, SAE_ERR_INVALID_PARAMETER, "pytorch file \"%.*s\" is not a regular file",
-						 NAME_SHOWN, path);
-	}
-	if (sb.st_size < 22)
-	{
-		close(fd);
+	if (rc != SAE_OK)
+		return rc;
+	if (base == NULL)
 		return tp_error(err, SAE_ERR_INVALID_DATA, path, "the file is too short to be a ZIP archive");
-	}
-	base = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (base == MAP_FAILED)
-		return sae_error(err, SAE_ERR_OUT_OF_MEMORY, "could not map pytorch file \"%.*s\": %s",
-						 NAME_SHOWN, path, strerror(errno));
-	return open_buffer(base, (size_t) sb.st_size, true, path, out, err);
+	return open_buffer(base, size, true, path, out, err);
 }
 
 void
@@ -1508,7 +1490,7 @@ sae_torch_close(SaeTorchFile *tf)
 	free(tf->tensors);
 	free(tf->entries);
 	if (tf->mapped)
-		munmap((void *) tf->base, tf->size);
+		sae_unmap_file(tf->base, tf->size);
 	free(tf->name);
 	free(tf);
 }
