@@ -94,6 +94,7 @@ sae_run_create(const SaeConfig *cfg, SaeBackend *be, const SaeSource *src,
 	rc = sae_trainer_create(cfg, be, (int) cfg->train_batch_size, &run->trainer, err);
 	if (rc != SAE_OK)
 		return rc;
+	sae_trainer_set_stop(run->trainer, cb->should_stop, cb->ctx);
 	run->raw = be->alloc(be, sizeof(float) * 2 * run->half * d);
 	run->mix = be->alloc(be, sizeof(float) * 2 * run->half * d);
 	run->perm = be->alloc(be, sizeof(int32_t) * 2 * run->half);

@@ -76,6 +76,12 @@ struct SaeTrainer
 			   *col_ptr,
 			   *row_idx;
 
+	/* the geometric median's iterate, and who may cancel it */
+	float	   *median_mu,
+			   *median_next;
+	bool		(*should_stop) (void *);
+	void	   *stop_ctx;
+
 	/* dead-feature and sparsity tracking */
 	float	   *fire_count,
 			   *steps_since_fired,
@@ -93,7 +99,7 @@ size_t
 sae_trainer_memory_bytes(int64_t d, int64_t m, int64_t rows)
 {
 	size_t		params = (size_t) (2 * d * m + m + d);
-	size_t		work = (size_t) rows * (3 * m + 4 * d + 3) + 4 * (size_t) m;
+	size_t		work = (size_t) rows * (3 * m + 4 * d + 3) + 4 * (size_t) m + 2 * (size_t) d;
 	size_t		sparse = 2 * (size_t) (rows * m * SAE_SPARSE_DENSITY) + rows + m + 2;
 
 	return sizeof(float) * (4 * params + work) + sizeof(int32_t) * sparse;
@@ -148,6 +154,8 @@ sae_trainer_create(const SaeConfig *cfg, SaeBackend *be, int max_rows,
 	t->steps_since_fired = alloc_floats(t, m, &failed);
 	t->act_freq = alloc_floats(t, m, &failed);
 	t->dead_mask = alloc_floats(t, m, &failed);
+	t->median_mu = alloc_floats(t, d, &failed);
+	t->median_next = alloc_floats(t, d, &failed);
 	t->host_rows = calloc(2 * B, sizeof(float));
 	t->sparse_density = B * m > INT32_MAX ? 0 : SAE_SPARSE_DENSITY;
 	t->sparse_capacity = (int64_t) (B * m * t->sparse_density);
@@ -190,7 +198,7 @@ free_buffer(SaeBackend *be, void *p)
 void
 sae_trainer_destroy(SaeTrainer *t)
 {
-	void	   *bufs[22];
+	void	   *bufs[24];
 	size_t		n = 0;
 
 	if (t == NULL)
@@ -217,6 +225,8 @@ sae_trainer_destroy(SaeTrainer *t)
 	bufs[n++] = t->col_idx;
 	bufs[n++] = t->col_ptr;
 	bufs[n++] = t->row_idx;
+	bufs[n++] = t->median_mu;
+	bufs[n++] = t->median_next;
 	for (size_t i = 0; i < n; i++)
 		free_buffer(t->be, bufs[i]);
 	free(t->host_rows);
@@ -424,24 +434,19 @@ sae_trainer_dead_features(const SaeTrainer *t)
 	return t->n_dead;
 }
 
-int
-sae_geometric_median(SaeBackend *be, const float *x, int64_t n, int d, int maxiter,
-					 float *median, double *objective, SaeError *err)
+/*
+ * Weiszfeld from the mean, in the two device vectors mu and next (so a
+ * cancel that unwinds from should_stop leaks nothing).  Returns
+ * SAE_ERR_CANCELLED if should_stop says so between iterations.
+ */
+static int
+weiszfeld(SaeBackend *be, const float *x, int64_t n, int d, int maxiter, float *mu,
+		  float *next, float *median, double *objective, bool (*should_stop) (void *),
+		  void *stop_ctx, SaeError *err)
 {
-	float	   *mu = be->alloc(be, sizeof(float) * d);
-	float	   *next = be->alloc(be, sizeof(float) * d);
 	double		prev = 0,
 				obj = 0;
 
-	if (mu == NULL || next == NULL)
-	{
-		if (mu)
-			be->free(be, mu);
-		if (next)
-			be->free(be, next);
-		return sae_error(err, SAE_ERR_OUT_OF_MEMORY, "out of memory for the geometric median");
-	}
-	/* start at the mean */
 	be->col_sum(be, mu, x, (int) n, d);
 	be->to_host(be, median, mu, sizeof(float) * d);
 	for (int j = 0; j < d; j++)
@@ -451,6 +456,8 @@ sae_geometric_median(SaeBackend *be, const float *x, int64_t n, int d, int maxit
 	{
 		float	   *tmp;
 
+		if (should_stop && should_stop(stop_ctx))
+			return sae_error(err, SAE_ERR_CANCELLED, "training cancelled");
 		obj = be->weiszfeld_step(be, x, n, d, mu, next, 1e-6);
 		/* SAELens's ftol test (1e-20 relative) practically never stops early */
 		if (it > 0 && fabs(prev - obj) <= 1e-20 * obj)
@@ -461,11 +468,33 @@ sae_geometric_median(SaeBackend *be, const float *x, int64_t n, int d, int maxit
 		next = tmp;
 	}
 	be->to_host(be, median, mu, sizeof(float) * d);
-	be->free(be, mu);
-	be->free(be, next);
 	if (objective)
 		*objective = obj;
 	return SAE_OK;
+}
+
+int
+sae_geometric_median(SaeBackend *be, const float *x, int64_t n, int d, int maxiter,
+					 float *median, double *objective, SaeError *err)
+{
+	float	   *mu = be->alloc(be, sizeof(float) * d);
+	float	   *next = be->alloc(be, sizeof(float) * d);
+	int			rc;
+
+	if (mu == NULL || next == NULL)
+		rc = sae_error(err, SAE_ERR_OUT_OF_MEMORY, "out of memory for the geometric median");
+	else
+		rc = weiszfeld(be, x, n, d, maxiter, mu, next, median, objective, NULL, NULL, err);
+	free_buffer(be, mu);
+	free_buffer(be, next);
+	return rc;
+}
+
+void
+sae_trainer_set_stop(SaeTrainer *t, bool (*should_stop) (void *), void *ctx)
+{
+	t->should_stop = should_stop;
+	t->stop_ctx = ctx;
 }
 
 int
@@ -482,7 +511,8 @@ sae_trainer_init_b_dec(SaeTrainer *t, const float *x, int64_t n, double *objecti
 	switch (t->cfg.b_dec_init_method)
 	{
 		case SAE_BDEC_GEOMETRIC_MEDIAN:
-			rc = sae_geometric_median(t->be, x, n, t->d, 100, host, objective, err);
+			rc = weiszfeld(t->be, x, n, t->d, 100, t->median_mu, t->median_next, host, objective,
+						   t->should_stop, t->stop_ctx, err);
 			break;
 		case SAE_BDEC_MEAN:
 			t->be->col_sum(t->be, t->b_dec, x, (int) n, t->d);

@@ -73,6 +73,9 @@ int			sae_trainer_set_sparse_density(SaeTrainer *t, double max_density, SaeError
 /* Features dead now (not fired for more than dead_feature_window steps). */
 int64_t		sae_trainer_dead_features(const SaeTrainer *t);
 
+/* Ask should_stop(ctx) between long phases (the geometric median); NULL: never. */
+void		sae_trainer_set_stop(SaeTrainer *t, bool (*should_stop) (void *), void *ctx);
+
 /*
  * b_dec from n device rows of x: geometric median, mean or zeros (cfg).
  * *objective gets the geometric median's objective (sum of distances).

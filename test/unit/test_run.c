@@ -300,12 +300,33 @@ UNIT_TEST(cancel)
 	int			rc;
 
 	small_config(&c);
+	/* the mean, not the geometric median, whose iterations also ask should_stop */
+	cfg_str(&c, "b_dec_init_method", "mean");
 	REQUIRE(cfg_finish(&c));
 	rc = run_once(&c, &ms, &ev, &run, &be, &err);
 	CHECK_INT_EQ(rc, SAE_ERR_CANCELLED);
 	CHECK_INT_EQ(err.code, SAE_ERR_CANCELLED);
 	CHECK_INT_EQ(ev.stop_calls, 12);
 	CHECK(sae_run_result(run)->steps > 0 && sae_run_result(run)->steps < 20);
+	destroy_run(run, be);
+}
+
+/* The geometric median asks should_stop every iteration: a cancel there ends before any step. */
+UNIT_TEST(cancel_during_geometric_median)
+{
+	SaeConfig	c;
+	MemSource	ms = {.rows = source_rows(), .n = SRC_ROWS, .d = RUN_D};
+	Events		ev = {.stop_after = 3};	/* 1: the half-buffer read, 2-3: iterations */
+	SaeRun	   *run;
+	SaeBackend *be;
+	SaeError	err = {0};
+
+	small_config(&c);
+	cfg_str(&c, "b_dec_init_method", "geometric_median");
+	REQUIRE(cfg_finish(&c));
+	CHECK_INT_EQ(run_once(&c, &ms, &ev, &run, &be, &err), SAE_ERR_CANCELLED);
+	CHECK_INT_EQ(ev.stop_calls, 3);
+	CHECK_INT_EQ(sae_run_result(run)->steps, 0);
 	destroy_run(run, be);
 }
 
