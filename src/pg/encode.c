@@ -44,10 +44,7 @@ load_weights(SaeBackend *be, int64 run_id, int *d_out, int *m_out)
 	if (sae_weights_create(be, rw.d, rw.m, rw.sae_type, rw.apply_b_dec_to_input,
 						   rw.w_enc, rw.b_enc, rw.w_dec, rw.b_dec, &w, &err) != SAE_OK)
 		SaeReportError(&err);
-	pfree(rw.w_enc);
-	pfree(rw.w_dec);
-	pfree(rw.b_enc);
-	pfree(rw.b_dec);
+	SaeFreeRunWeights(&rw);
 	*d_out = rw.d;
 	*m_out = rw.m;
 	return w;

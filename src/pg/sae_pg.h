@@ -47,7 +47,7 @@ extern int64 SaeStoreRunStart(const SaeConfig *cfg, const char *source, const ch
 extern void SaeStoreLogRow(int64 run_id, const SaeStepStats *st, const SaeSparsityStats *sp);
 extern void SaeStoreTensor(int64 run_id, const char *name, const float *data,
 						   int ndims, const int *shape);
-extern void SaeStoreFeatures(int64 run_id, SaeTrainer *t, int d, int m);
+extern void SaeStoreFeatures(int64 run_id, const SaeConfig *cfg, SaeTrainer *t);
 extern void SaeStoreRunEnd(int64 run_id, const SaeRunResult *res);
 extern int	SaeStoreCheckpoint(int64 run_id, const SaeConfig *cfg, SaeTrainer *t, int64 n_tokens);
 
@@ -65,5 +65,7 @@ typedef struct SaeRunWeights
 } SaeRunWeights;
 
 extern void SaeLoadRunWeights(int64 run_id, SaeRunWeights *w);
+extern void SaeDownloadWeights(SaeTrainer *t, const SaeConfig *cfg, SaeRunWeights *w);
+extern void SaeFreeRunWeights(SaeRunWeights *w);
 
 #endif

@@ -165,32 +165,23 @@ SaeStoreTensor(int64 run_id, const char *name, const float *data, int ndims, con
 	}
 }
 
-/* Large host buffers for one copy of the weights. */
-static float *
-huge_floats(size_t n)
-{
-	return MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float) * (n > 0 ? n : 1));
-}
-
 void
-SaeStoreFeatures(int64 run_id, SaeTrainer *t, int d, int m)
+SaeStoreFeatures(int64 run_id, const SaeConfig *cfg, SaeTrainer *t)
 {
 	Oid			types[7] = {INT8OID, INT4OID, FLOAT4ARRAYOID, FLOAT4ARRAYOID, FLOAT4OID, FLOAT4OID, FLOAT4OID};
 	SPIPlanPtr	plan = prepare_once(&feature_plan,
 									"INSERT INTO sae.features (run_id, feature_id, w_enc, w_dec, b_enc, "
 									"firing_rate, log10_sparsity) VALUES ($1, $2, $3, $4, $5, $6, $7)",
 									7, types);
-	float	   *w_enc = huge_floats((size_t) d * m);
-	float	   *w_dec = huge_floats((size_t) d * m);
-	float	   *b_enc = huge_floats(m);
-	float	   *b_dec = huge_floats(d);
-	float	   *rate = huge_floats(m);
+	SaeRunWeights w;
+	int			d = (int) cfg->d_in,
+				m = (int) cfg->d_sae;
+	float	   *rate = palloc(sizeof(float) * m);
 	float	   *column = palloc(sizeof(float) * d);
 	MemoryContext row_ctx = AllocSetContextCreate(CurrentMemoryContext, "sae feature row",
 												  ALLOCSET_DEFAULT_SIZES);
-	int			shape[1] = {d};
 
-	sae_trainer_get_params(t, w_enc, b_enc, w_dec, b_dec);
+	SaeDownloadWeights(t, cfg, &w);
 	sae_trainer_feature_density(t, rate);
 	for (int i = 0; i < m; i++)
 	{
@@ -198,12 +189,12 @@ SaeStoreFeatures(int64 run_id, SaeTrainer *t, int d, int m)
 		Datum		v[7];
 
 		for (int j = 0; j < d; j++)
-			column[j] = w_enc[(size_t) j * m + i];
+			column[j] = w.w_enc[(size_t) j * m + i];
 		v[0] = Int64GetDatum(run_id);
 		v[1] = Int32GetDatum(i);
 		v[2] = PointerGetDatum(SaeFloatArray(column, d));
-		v[3] = PointerGetDatum(SaeFloatArray(w_dec + (size_t) i * d, d));
-		v[4] = Float4GetDatum(b_enc[i]);
+		v[3] = PointerGetDatum(SaeFloatArray(w.w_dec + (size_t) i * d, d));
+		v[4] = Float4GetDatum(w.b_enc[i]);
 		v[5] = Float4GetDatum(rate[i]);
 		v[6] = Float4GetDatum((float4) log10(rate[i] + 1e-10));
 		execute(plan, v, NULL, SPI_OK_INSERT);
@@ -212,12 +203,9 @@ SaeStoreFeatures(int64 run_id, SaeTrainer *t, int d, int m)
 		if (i % 1024 == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
-	SaeStoreTensor(run_id, "b_dec", b_dec, 1, shape);
+	SaeStoreTensor(run_id, "b_dec", w.b_dec, 1, &d);
 	MemoryContextDelete(row_ctx);
-	pfree(w_enc);
-	pfree(w_dec);
-	pfree(b_enc);
-	pfree(b_dec);
+	SaeFreeRunWeights(&w);
 	pfree(rate);
 	pfree(column);
 }
@@ -267,24 +255,16 @@ SaeStoreRunEnd(int64 run_id, const SaeRunResult *res)
 int
 SaeStoreCheckpoint(int64 run_id, const SaeConfig *cfg, SaeTrainer *t, int64 n_tokens)
 {
-	int			d = (int) cfg->d_in,
-				m = (int) cfg->d_sae;
-	float	   *w_enc = huge_floats((size_t) d * m);
-	float	   *w_dec = huge_floats((size_t) d * m);
-	float	   *b_enc = huge_floats(m);
-	float	   *b_dec = huge_floats(d);
-	int			enc_shape[2] = {d, m},
-				dec_shape[2] = {m, d};
+	SaeRunWeights w;
+	int			enc_shape[2] = {(int) cfg->d_in, (int) cfg->d_sae},
+				dec_shape[2] = {(int) cfg->d_sae, (int) cfg->d_in};
 	char	   *prefix = psprintf("%s/%lld", cfg->checkpoint_path, (long long) n_tokens);
 
-	sae_trainer_get_params(t, w_enc, b_enc, w_dec, b_dec);
-	SaeStoreTensor(run_id, psprintf("%s/W_enc", prefix), w_enc, 2, enc_shape);
-	SaeStoreTensor(run_id, psprintf("%s/b_enc", prefix), b_enc, 1, &m);
-	SaeStoreTensor(run_id, psprintf("%s/W_dec", prefix), w_dec, 2, dec_shape);
-	SaeStoreTensor(run_id, psprintf("%s/b_dec", prefix), b_dec, 1, &d);
-	pfree(w_enc);
-	pfree(w_dec);
-	pfree(b_enc);
-	pfree(b_dec);
+	SaeDownloadWeights(t, cfg, &w);
+	SaeStoreTensor(run_id, psprintf("%s/W_enc", prefix), w.w_enc, 2, enc_shape);
+	SaeStoreTensor(run_id, psprintf("%s/b_enc", prefix), w.b_enc, 1, &w.m);
+	SaeStoreTensor(run_id, psprintf("%s/W_dec", prefix), w.w_dec, 2, dec_shape);
+	SaeStoreTensor(run_id, psprintf("%s/b_dec", prefix), w.b_dec, 1, &w.d);
+	SaeFreeRunWeights(&w);
 	return SAE_OK;
 }

@@ -155,10 +155,7 @@ start_from_pretrained(SaeRun *run, const SaeConfig *cfg)
 						   cfg->sae_type == SAE_TYPE_TANH ? "tanh_sae" : "unit_norm_sae"),
 				 errhint("Use the pretrained run's d_in, d_sae (or expansion_factor) and sae_type.")));
 	sae_run_start_from(run, w.w_enc, w.b_enc, w.w_dec, w.b_dec);
-	pfree(w.w_enc);
-	pfree(w.w_dec);
-	pfree(w.b_enc);
-	pfree(w.b_dec);
+	SaeFreeRunWeights(&w);
 }
 
 static void
@@ -237,7 +234,7 @@ sae_train(PG_FUNCTION_ARGS)
 	}
 	SaeTableSourceClose(ts);
 
-	SaeStoreFeatures(st->run_id, sae_run_trainer(st->run), (int) st->cfg.d_in, (int) st->cfg.d_sae);
+	SaeStoreFeatures(st->run_id, &st->cfg, sae_run_trainer(st->run));
 	SaeStoreRunEnd(st->run_id, sae_run_result(st->run));
 	MemoryContextSwitchTo(old);
 	return_row(fcinfo, st, sae_run_result(st->run));

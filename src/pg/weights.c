@@ -2,7 +2,8 @@
  * weights.c — reading a run's weights back from sae.features and sae.tensors.
  *
  * Used by sae_encode / sae_reconstruct and by sae_train's
- * "from_pretrained_run".  The arrays are allocated in the caller's memory
+ * "from_pretrained_run"; SaeDownloadWeights fills the same struct from a
+ * trainer, for storing.  The arrays are allocated in the caller's memory
  * context (not SPI's, which ends with SPI_finish).
  */
 #include "sae_pg.h"
@@ -64,6 +65,38 @@ copy_vector(HeapTuple tup, TupleDesc desc, int col, float *dst, int n, const cha
 	pfree(vals);
 }
 
+/* Host arrays for w's d and m in ctx (the weight matrices may pass 1 GB). */
+static void
+alloc_weights(SaeRunWeights *w, MemoryContext ctx)
+{
+	size_t		dm = (size_t) w->d * w->m;
+
+	w->w_enc = MemoryContextAllocHuge(ctx, sizeof(float) * dm);
+	w->w_dec = MemoryContextAllocHuge(ctx, sizeof(float) * dm);
+	w->b_enc = MemoryContextAllocHuge(ctx, sizeof(float) * w->m);
+	w->b_dec = MemoryContextAllocHuge(ctx, sizeof(float) * w->d);
+}
+
+void
+SaeDownloadWeights(SaeTrainer *t, const SaeConfig *cfg, SaeRunWeights *w)
+{
+	w->d = (int) cfg->d_in;
+	w->m = (int) cfg->d_sae;
+	w->sae_type = cfg->sae_type;
+	w->apply_b_dec_to_input = cfg->apply_b_dec_to_input;
+	alloc_weights(w, CurrentMemoryContext);
+	sae_trainer_get_params(t, w->w_enc, w->b_enc, w->w_dec, w->b_dec);
+}
+
+void
+SaeFreeRunWeights(SaeRunWeights *w)
+{
+	pfree(w->w_enc);
+	pfree(w->w_dec);
+	pfree(w->b_enc);
+	pfree(w->b_dec);
+}
+
 void
 SaeLoadRunWeights(int64 run_id, SaeRunWeights *w)
 {
@@ -71,16 +104,11 @@ SaeLoadRunWeights(int64 run_id, SaeRunWeights *w)
 	Oid			types[1] = {INT8OID};
 	Datum		v[1] = {Int64GetDatum(run_id)};
 	float	   *column;
-	size_t		dm;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	load_run_shape(run_id, w);
-	dm = (size_t) w->d * w->m;
-	w->w_enc = MemoryContextAllocHuge(caller, sizeof(float) * dm);
-	w->w_dec = MemoryContextAllocHuge(caller, sizeof(float) * dm);
-	w->b_enc = MemoryContextAlloc(caller, sizeof(float) * w->m);
-	w->b_dec = MemoryContextAlloc(caller, sizeof(float) * w->d);
+	alloc_weights(w, caller);
 	column = palloc(sizeof(float) * w->d);
 	if (SPI_execute_with_args("SELECT w_enc, w_dec, b_enc FROM sae.features WHERE run_id = $1 "
 							  "ORDER BY feature_id", 1, types, v, NULL, true, 0) != SPI_OK_SELECT ||
