@@ -37,6 +37,14 @@ typedef struct SaeMseStats
 	double		l2_ratio;		/* sum_b ||xhat_b|| / ||x_b|| */
 } SaeMseStats;
 
+/* The MLP nonlinearities of the language models (HF activation_function). */
+typedef enum SaeLmAct
+{
+	SAE_LM_GELU_NEW,			/* "gelu_new": the tanh approximation GPT-2 uses */
+	SAE_LM_GELU,				/* "gelu": the exact erf form */
+	SAE_LM_RELU
+} SaeLmAct;
+
 typedef struct SaeBackend SaeBackend;
 
 struct SaeBackend
@@ -159,10 +167,45 @@ struct SaeBackend
 	double		(*weiszfeld_step) (SaeBackend *be, const float *x, int64_t n, int d,
 								   const float *mu, float *new_mu, double eps);
 
+	/* --- language-model ops (lm.c; CPU versions in backend_cpu_lm.c) --- */
+
+	/*
+	 * y = (x - mean) / sqrt(var + eps) for each row (biased variance);
+	 * scale[r] (if not NULL) = sqrt(var + eps), TransformerLens's hook_scale.
+	 */
+	void		(*layernorm) (SaeBackend *be, float *y, float *scale, const float *x,
+							  int rows, int cols, float eps);
+	/* y = y * w + b, with w and b broadcast over rows: LayerNorm's affine part */
+	void		(*scale_shift) (SaeBackend *be, float *y, const float *w, const float *b,
+								int rows, int cols);
+	/* y = act(x) elementwise (y may be x) */
+	void		(*lm_activation) (SaeBackend *be, float *y, const float *x, size_t n, SaeLmAct act);
+	/* dst = a + b elementwise (dst may be a or b) */
+	void		(*add) (SaeBackend *be, float *dst, const float *a, const float *b, size_t n);
+
+	/*
+	 * Attention scores of one sequence, laid out [Tq][H][Tk]: on entry the
+	 * raw products q_i . k_j; on exit q_i . k_j / divisor where query i (at
+	 * position q_offset + i) may see key j, and -inf elsewhere.  Query i sees
+	 * keys j <= q_offset + i, and with window > 0 only the last window of them
+	 * (GPT-Neo's local attention).  (A division, as HF and TransformerLens
+	 * do, not a multiplication by 1/divisor, which rounds differently.)
+	 */
+	void		(*attn_mask) (SaeBackend *be, float *scores, int Tq, int H, int Tk,
+							  int q_offset, float divisor, int window);
+	/* each row of length cols: dst = softmax(src), -inf entries giving 0 */
+	void		(*softmax_rows) (SaeBackend *be, float *dst, const float *src, int rows, int cols);
+
 	void		(*destroy) (SaeBackend *be);
+
+	/* alloc returns host memory: model weights may be used from a file mapping in place */
+	bool		host_memory;
 };
 
 /* The CPU backend (OpenBLAS).  threads <= 0 keeps OpenBLAS's default. */
 SaeBackend *sae_backend_cpu_create(int threads);
+
+/* Fill in the CPU backend's language-model ops (backend_cpu_lm.c). */
+void		sae_backend_cpu_lm_ops(SaeBackend *be);
 
 #endif

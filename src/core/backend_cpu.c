@@ -719,6 +719,8 @@ sae_backend_cpu_create(int threads)
 	be->adam = cpu_adam;
 	be->weiszfeld_step = cpu_weiszfeld_step;
 	be->destroy = cpu_destroy;
+	be->host_memory = true;
+	sae_backend_cpu_lm_ops(be);
 	/* every call sets the count, so "0: all cores" undoes an earlier 1 */
 	if (threads <= 0)
 		threads = omp_get_num_procs();

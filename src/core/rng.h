@@ -21,6 +21,7 @@
 #define SAE_STREAM_INIT_W_ENC	1
 #define SAE_STREAM_INIT_W_DEC	2
 #define SAE_STREAM_SHUFFLE		3
+#define SAE_STREAM_GENERATE		4	/* sae_generate: token k of a generation draws index k */
 #define SAE_STREAM_NOISE		(UINT64_C(1) << 32)
 
 static inline uint64_t
