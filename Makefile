@@ -24,7 +24,8 @@ BLAS_DIR   ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_LIB   ?= $(BLAS_DIR)/libopenblas.so.0 -Wl,-rpath,$(BLAS_DIR)
 PG_CPPFLAGS = -I$(srcdir)/src/core -I$(BLAS_INC)
 PG_CFLAGS   = -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK  = $(BLAS_LIB) -fopenmp -lm
+# libcurl: downloading models from the Hugging Face hub (src/core/hub.c).
+SHLIB_LINK  = $(BLAS_LIB) -fopenmp -lm -lcurl
 ifeq ($(WERROR),1)
 PG_CFLAGS  += -Werror
 endif
@@ -48,7 +49,7 @@ $(OBJS): $(wildcard src/pg/*.h src/core/*.h)
 UNIT_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -O3 -g -fopenmp -Wall -Wextra -Wno-unused-parameter \
               -Isrc/core -I$(BLAS_INC) $(if $(filter 1,$(WERROR)),-Werror)
 test/unit/run_tests: $(CORE_SRCS) $(wildcard src/core/*.h) $(wildcard test/unit/*.c test/unit/*.h)
-	$(CC) $(UNIT_CFLAGS) -o $@ $(CORE_SRCS) $(wildcard test/unit/*.c) $(BLAS_LIB) -lm
+	$(CC) $(UNIT_CFLAGS) -o $@ $(CORE_SRCS) $(wildcard test/unit/*.c) $(BLAS_LIB) -lm -lcurl
 
 .PHONY: unittest
 unittest: test/unit/run_tests

@@ -13,6 +13,8 @@ packages=(
     libopenblas-dev
     libopenblas0-openmp
     postgresql-common
+    libcurl4-openssl-dev
+    python3
 )
 
 if [ "$(id -u)" -eq 0 ]; then

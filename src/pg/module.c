@@ -58,6 +58,8 @@ sqlstate_for(SaeErrCode code)
 			return ERRCODE_FEATURE_NOT_SUPPORTED;
 		case SAE_ERR_CANCELLED:
 			return ERRCODE_QUERY_CANCELED;
+		case SAE_ERR_IO:
+			return ERRCODE_IO_ERROR;
 		default:
 			return ERRCODE_INTERNAL_ERROR;
 	}
