@@ -115,3 +115,63 @@ CREATE FUNCTION sae_synthetic_activations(n_rows bigint, d_in int, n_features in
 RETURNS TABLE (row_id bigint, activation real[])
 AS 'MODULE_PATHNAME', 'sae_synthetic_activations_srf' LANGUAGE C IMMUTABLE STRICT;
 COMMENT ON FUNCTION sae_synthetic_activations(bigint, int, int, real, bigint) IS 'toy activations: sparse combinations of sae_synthetic_dictionary(d_in, n_features, seed)';
+
+-- Language models (src/pg/model.c): one row per name given to sae_load_model.
+CREATE TABLE sae.models (
+    model_id     bigserial PRIMARY KEY,
+    name         text NOT NULL UNIQUE,
+    hf_repo      text,                  -- the Hugging Face repo, when loaded by name
+    architecture text NOT NULL,         -- gpt2 or gpt_neo
+    config       jsonb NOT NULL,        -- sizes from config.json, with HF's defaults filled in
+    options      jsonb NOT NULL,        -- TransformerLens weight processing, n_ctx, repo, revision
+    source_path  text NOT NULL,         -- the folder the files were read from
+    weights_file text NOT NULL,
+    loaded_at    timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE sae.models IS 'language models registered with sae_load_model';
+SELECT pg_catalog.pg_extension_config_dump('sae.models', '');
+SELECT pg_catalog.pg_extension_config_dump('sae.models_model_id_seq', '');
+
+CREATE FUNCTION sae_load_model(name text, path text DEFAULT NULL, options jsonb DEFAULT '{}')
+RETURNS bigint AS 'MODULE_PATHNAME', 'sae_load_model' LANGUAGE C VOLATILE CALLED ON NULL INPUT;
+COMMENT ON FUNCTION sae_load_model(text, text, jsonb) IS 'load a GPT-2 or GPT-Neo model from a folder or the Hugging Face cache and record it in sae.models';
+
+CREATE FUNCTION sae_to_tokens(model text, input text, prepend_bos boolean DEFAULT true)
+RETURNS int[] AS 'MODULE_PATHNAME', 'sae_to_tokens' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION sae_to_tokens(text, text, boolean) IS 'token ids of a text, as TransformerLens to_tokens (truncated to the context)';
+
+CREATE FUNCTION sae_to_string(model text, tokens int[])
+RETURNS text AS 'MODULE_PATHNAME', 'sae_to_string' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION sae_to_string(text, int[]) IS 'the text of token ids';
+
+CREATE FUNCTION sae_to_str_tokens(model text, input text, prepend_bos boolean DEFAULT true)
+RETURNS text[] AS 'MODULE_PATHNAME', 'sae_to_str_tokens' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION sae_to_str_tokens(text, text, boolean) IS 'the tokens of a text, each as text';
+
+CREATE FUNCTION sae_generate(model text, prompt text, max_new_tokens int DEFAULT 50,
+                             temperature real DEFAULT 1.0, seed bigint DEFAULT NULL,
+                             stop_at_eos boolean DEFAULT true)
+RETURNS text AS 'MODULE_PATHNAME', 'sae_generate' LANGUAGE C VOLATILE CALLED ON NULL INPUT;
+COMMENT ON FUNCTION sae_generate(text, text, int, real, bigint, boolean) IS 'the prompt continued by sampling (temperature 0: greedy); repeatable with a seed';
+
+CREATE FUNCTION sae_test_prompt(model text, prompt text, answer text, k int DEFAULT 10,
+                                prepend_space_to_answer boolean DEFAULT true)
+RETURNS TABLE (answer_index int, answer_token text, answer_rank int, answer_logit real,
+               answer_prob real, rank int, token text, logit real, prob real)
+AS 'MODULE_PATHNAME', 'sae_test_prompt' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION sae_test_prompt(text, text, text, int, boolean) IS 'TransformerLens test_prompt: the answer''s rank and probability and the top k tokens; the printed report comes as a NOTICE';
+
+CREATE FUNCTION sae_token_log_probs(model text, input text, prepend_bos boolean DEFAULT true)
+RETURNS TABLE (pos int, token_id int, token text, next_token_id int, next_token text,
+               log_prob real, rank int, top_token_ids int[], top_tokens text[], top_log_probs real[])
+AS 'MODULE_PATHNAME', 'sae_token_log_probs' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION sae_token_log_probs(text, text, boolean) IS 'per position: the log-probability and rank of the next token, and the 5 likeliest tokens';
+
+CREATE FUNCTION sae_token_log_probs_html(model text, input text, prepend_bos boolean DEFAULT true)
+RETURNS text AS 'MODULE_PATHNAME', 'sae_token_log_probs_html' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION sae_token_log_probs_html(text, text, boolean) IS 'a self-contained HTML page of the tokens shaded by probability, top 5 on hover';
+
+CREATE FUNCTION sae_run_with_cache(model text, input text, hook_point text, prepend_bos boolean DEFAULT true)
+RETURNS TABLE (pos int, token_id int, token text, activation real[])
+AS 'MODULE_PATHNAME', 'sae_run_with_cache' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION sae_run_with_cache(text, text, text, boolean) IS 'the activation at a TransformerLens hook point for each position of a text';

@@ -15,6 +15,8 @@ packages=(
     postgresql-common
     libcurl4-openssl-dev
     python3
+    chromium
+    fonts-dejavu-core
 )
 
 if [ "$(id -u)" -eq 0 ]; then

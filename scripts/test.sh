@@ -120,6 +120,25 @@ server_tests() {
         echo "== pgTAP: no tests in test/pgtap/"
     fi
 
+    # The HTML page of sae_token_log_probs_html, rendered by headless Chromium: a screenshot
+    # that is not blank and shows the shading, and every token in the rendered text.
+    local n input='The cat <sat> on the mat.'
+    mkdir -p "$logdir/html"
+    if psql -X -q -v ON_ERROR_STOP=1 -d sae_pgtap \
+            -c "SELECT sae_load_model('tiny-gpt2', '$SAE_TEST_LM/gpt2')" >/dev/null &&
+        n=$(psql -X -At -v ON_ERROR_STOP=1 -d sae_pgtap \
+            -c "SELECT array_length(sae_to_tokens('tiny-gpt2', \$\$$input\$\$), 1)") &&
+        psql -X -At -v ON_ERROR_STOP=1 -d sae_pgtap \
+            -c "SELECT sae_token_log_probs_html('tiny-gpt2', \$\$$input\$\$)" >"$logdir/html/page.html"; then
+        python3 test/html/check_page.py "$logdir/html/page.html" "$logdir/html" --ignore-class tip \
+            --expect-text "<|endoftext|>$input" --expect-selector-count "tok=$n" \
+            --expect-selector-count "tip=$((n - 1))" --expect-hue red 2>&1 | tee "$logdir/html.log"
+        echo "${PIPESTATUS[0]}" >"$logdir/html.rc"
+    else
+        echo "not ok 1 - could not make the page with sae_token_log_probs_html" | tee "$logdir/html.log"
+        echo 1 >"$logdir/html.rc"
+    fi
+
     # pg_virtualenv -t keeps the server log beside its PGSYSCONFDIR.
     local log
     for log in "${PGSYSCONFDIR%/*}"/log/*.log; do
@@ -151,8 +170,31 @@ else
     echo "== unit tests: none in test/unit/"
 fi
 
+# The model fixtures, where the server (user postgres when run as root) can read them, and a
+# Hugging Face hub cache holding one of them as huggingface_hub lays it out: blobs named by
+# hash, a snapshot of relative symlinks, refs/main naming the snapshot.
+make_model_fixtures() {
+    local dir=$1 repo snap sha f blob
+    mkdir -p "$dir"
+    cp -r test/fixtures/lm "$dir/lm"
+    repo="$dir/hub/models--sae-test--tiny-gpt2"
+    sha=0123456789abcdef0123456789abcdef01234567
+    snap="$repo/snapshots/$sha"
+    mkdir -p "$repo/blobs" "$repo/refs" "$snap"
+    printf '%s' "$sha" >"$repo/refs/main"
+    for f in config.json model.safetensors vocab.json merges.txt; do
+        blob=$(sha256sum "test/fixtures/lm/gpt2/$f" | cut -d' ' -f1)
+        cp "test/fixtures/lm/gpt2/$f" "$repo/blobs/$blob"
+        ln -s "../../blobs/$blob" "$snap/$f"
+    done
+    chmod -R a+rX "$dir"
+}
+
 echo "==== pg_regress and pgTAP on a throw-away PostgreSQL 15"
 if [ "$setup_ok" -eq 1 ]; then
+    make_model_fixtures "$logdir/fixtures"
+    chmod a+rx "$logdir"
+    export SAE_TEST_LM="$logdir/fixtures/lm" SAE_TEST_HUB="$logdir/fixtures/hub"
     # -t keeps the cluster in a temporary directory even as root, so a run killed midway
     # leaves nothing behind that would stop the next one.
     pg_virtualenv -t -v 15 -- bash -c "$(declare -f server_tests); server_tests \"\$@\"" \
@@ -165,6 +207,10 @@ if [ "$setup_ok" -eq 1 ]; then
     if [ -f "$logdir/pgtap.rc" ]; then
         read -r ok bad < <(count_pgtap "$logdir/pgtap.log")
         tally "pgTAP" "$ok" "$bad" "$(cat "$logdir/pgtap.rc")"
+    fi
+    if [ -f "$logdir/html.rc" ]; then
+        read -r ok bad < <(count_tap "$logdir/html.log")
+        tally "HTML pages in headless Chromium" "$ok" "$bad" "$(cat "$logdir/html.rc")"
     fi
     if [ -s "$logdir/crashes.log" ]; then
         tally "server" 0 1 0

@@ -104,6 +104,9 @@ typedef struct SaeLm SaeLm;
 /* Read dir/config.json (cfg->local is malloc'd: free it, or let sae_lm_free do so). */
 int			sae_lm_read_config(const char *dir, SaeLmConfig *cfg, SaeError *err);
 
+/* The same from len bytes of config.json's text. */
+int			sae_lm_parse_config(const char *text, size_t len, SaeLmConfig *cfg, SaeError *err);
+
 /*
  * Load the model in folder dir: config.json, the weights (model.safetensors,
  * model.safetensors.index.json + shards, or pytorch_model.bin) and the

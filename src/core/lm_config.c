@@ -252,25 +252,15 @@ parse_config(const SaeJson *o, SaeLmConfig *c, SaeError *err)
 	return SAE_OK;
 }
 
-/* Read and parse dir/config.json. */
 int
-sae_lm_read_config(const char *dir, SaeLmConfig *cfg, SaeError *err)
+sae_lm_parse_config(const char *text, size_t len, SaeLmConfig *cfg, SaeError *err)
 {
-	char		path[4096];
-	const void *base;
-	size_t		size;
 	SaeJson    *json = NULL;
 	int			rc;
 
-	snprintf(path, sizeof(path), "%s/config.json", dir);
-	if ((rc = sae_map_file(path, "model config", 1, &base, &size, err)) != SAE_OK)
-		return sae_error_hint(err, "A model folder holds config.json, the weights and the tokenizer files.");
-	if (base == NULL)
-		return sae_error(err, SAE_ERR_INVALID_DATA, "model config \"%s\" is empty", path);
-	rc = sae_json_parse(base, size, &json, err);
-	sae_unmap_file(base, size);
-	if (rc != SAE_OK)
-		return sae_error_detail(err, "In %s.", path);
+	memset(cfg, 0, sizeof(*cfg));
+	if ((rc = sae_json_parse(text, len, &json, err)) != SAE_OK)
+		return rc;
 	rc = parse_config(json, cfg, err);
 	sae_json_free(json);
 	if (rc != SAE_OK)
@@ -278,5 +268,26 @@ sae_lm_read_config(const char *dir, SaeLmConfig *cfg, SaeError *err)
 		free(cfg->local);
 		cfg->local = NULL;
 	}
+	return rc;
+}
+
+int
+sae_lm_read_config(const char *dir, SaeLmConfig *cfg, SaeError *err)
+{
+	char		path[4096];
+	const void *base;
+	size_t		size;
+	int			rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	if ((rc = sae_map_file(path, "model config", 1, &base, &size, err)) != SAE_OK)
+		return sae_error_hint(err, "A model folder holds config.json, the weights and the tokenizer files.");
+	if (base == NULL)
+		return sae_error(err, SAE_ERR_INVALID_DATA, "model config \"%s\" is empty", path);
+	rc = sae_lm_parse_config(base, size, cfg, err);
+	sae_unmap_file(base, size);
+	if (rc != SAE_OK && err->detail[0] == '\0')
+		sae_error_detail(err, "In %s.", path);
 	return rc;
 }

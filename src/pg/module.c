@@ -15,6 +15,9 @@ PG_MODULE_MAGIC;
 int			sae_max_memory_kb = 4 * 1024 * 1024;
 int			sae_progress_every = 100;
 int			sae_threads = 0;
+bool		sae_allow_download = false;
+char	   *sae_hub_cache = NULL;
+char	   *sae_hub_endpoint = NULL;
 
 void		_PG_init(void);
 
@@ -35,6 +38,16 @@ _PG_init(void)
 							"CPU threads for training (0: all cores).",
 							NULL, &sae_threads, 0, 0, 1024,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("sae.allow_download",
+							 "Let sae_load_model download missing model files from the Hugging Face hub.",
+							 "Only a superuser can turn it on: the server writes what it downloads into the hub cache.",
+							 &sae_allow_download, false, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("sae.hub_cache",
+							   "The Hugging Face hub cache sae_load_model reads (empty: HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub of the server).",
+							   NULL, &sae_hub_cache, "", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("sae.hub_endpoint",
+							   "The Hugging Face hub to download from (empty: HF_ENDPOINT of the server, or https://huggingface.co).",
+							   NULL, &sae_hub_endpoint, "", PGC_SUSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("sae");
 }
 

@@ -15,12 +15,16 @@
 #include "backend.h"
 #include "config.h"
 #include "error.h"
+#include "lm.h"
 #include "run.h"
 
 /* GUCs (module.c) */
 extern int	sae_max_memory_kb;
 extern int	sae_progress_every;
 extern int	sae_threads;
+extern bool sae_allow_download;
+extern char *sae_hub_cache;
+extern char *sae_hub_endpoint;
 
 /* module.c: raise an engine error as an ERROR with a SQLSTATE */
 extern void SaeReportError(const SaeError *err) pg_attribute_noreturn();
@@ -37,6 +41,30 @@ extern SaeTableSource *SaeTableSourceOpen(const SaeConfig *cfg);
 extern void SaeTableSourceInit(SaeTableSource *ts, SaeSource *src);
 extern void SaeTableSourceClose(SaeTableSource *ts);
 extern char *SaeTableSourceName(SaeTableSource *ts);
+
+/* model.c: loaded language models */
+extern void SaeCheckReadServerFiles(const char *what);
+extern SaeLm *SaeGetModel(const char *name);
+
+/* tokens_sql.c: tokens and text */
+extern int32 *SaeTokenize(SaeLm *lm, text *t, bool prepend_bos, int *n);
+extern text *SaeUtf8ToText(const char *s, size_t len);
+extern text *SaeTokenText(SaeLm *lm, int32 id);
+extern ArrayType *SaeIntArray(const int32 *values, int n);
+extern ArrayType *SaeTextArray(text **values, int n);
+
+/* html.c: the page of sae_token_log_probs_html */
+typedef struct SaeLogProbRow
+{
+	int32		token_id;
+	text	   *token;
+	double		log_prob;		/* of this token given the ones before; NaN for the first */
+	int			rank;
+	int			n_top;
+	text	  **top_tokens;		/* predictions at the previous position */
+	double	   *top_log_probs;
+} SaeLogProbRow;
+extern text *SaeLogProbsHtml(const char *model, const SaeLogProbRow *rows, int n);
 
 /* arrays of float4 */
 extern ArrayType *SaeFloatArray(const float *values, int n);

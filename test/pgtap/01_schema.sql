@@ -1,12 +1,12 @@
 -- The shape of the sae extension: schema, tables, key columns, constraints, functions and
 -- their signatures, and the pg_dump registration of the tables.
 BEGIN;
-SELECT plan(84);
+SELECT plan(96);
 
 SELECT has_extension('sae', 'extension sae is installed');
 SELECT has_schema('sae', 'schema sae exists');
-SELECT tables_are('sae', ARRAY['runs', 'train_log', 'features', 'tensors'], 'schema sae has exactly the four tables');
-SELECT sequences_are('sae', ARRAY['runs_run_id_seq'], 'schema sae has the run_id sequence only');
+SELECT tables_are('sae', ARRAY['runs', 'train_log', 'features', 'tensors', 'models'], 'schema sae has exactly the five tables');
+SELECT sequences_are('sae', ARRAY['runs_run_id_seq', 'models_model_id_seq'], 'schema sae has the run_id and model_id sequences');
 
 -- sae.runs
 SELECT has_table('sae', 'runs', 'sae.runs exists');
@@ -76,9 +76,10 @@ SELECT is((SELECT count(*)::int FROM pg_constraint
 
 -- registered for pg_dump: the four tables and the sequence
 SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'sae'$$,
-              ARRAY['sae.runs', 'sae.runs_run_id_seq', 'sae.train_log', 'sae.features', 'sae.tensors'],
-              'pg_extension.extconfig holds every sae table and the run_id sequence');
-SELECT is((SELECT array_length(extcondition, 1) FROM pg_extension WHERE extname = 'sae'), 5,
+              ARRAY['sae.runs', 'sae.runs_run_id_seq', 'sae.train_log', 'sae.features', 'sae.tensors',
+                    'sae.models', 'sae.models_model_id_seq'],
+              'pg_extension.extconfig holds every sae table and both sequences');
+SELECT is((SELECT array_length(extcondition, 1) FROM pg_extension WHERE extname = 'sae'), 7,
           'each config table is dumped whole (an empty condition each)');
 SELECT ok((SELECT bool_and(c = '') FROM pg_extension, unnest(extcondition) c WHERE extname = 'sae'),
           'no config table has a dump filter');
@@ -123,11 +124,30 @@ SELECT is((SELECT pronargdefaults::int FROM pg_proc
 SELECT is((SELECT count(*)::int FROM sae_synthetic_activations(10, 8, 16)), 10,
           'sae_synthetic_activations(10, 8, 16) gives 10 rows with the defaults');
 
+-- language models
+SELECT col_is_pk('sae', 'models', 'model_id', 'sae.models primary key is model_id');
+SELECT col_is_unique('sae', 'models', 'name', 'sae.models.name is unique');
+SELECT col_type_is('sae', 'models', 'config', 'jsonb', 'sae.models.config is jsonb');
+SELECT has_function('public', 'sae_load_model', ARRAY['text', 'text', 'jsonb'], 'sae_load_model(text, text, jsonb) exists');
+SELECT function_returns('public', 'sae_load_model', ARRAY['text', 'text', 'jsonb'], 'bigint', 'sae_load_model returns the model_id');
+SELECT has_function('public', 'sae_generate', ARRAY['text', 'text', 'integer', 'real', 'bigint', 'boolean'],
+                    'sae_generate(text, text, int, real, bigint, boolean) exists');
+SELECT isnt_strict('public', 'sae_generate', ARRAY['text', 'text', 'integer', 'real', 'bigint', 'boolean'],
+                   'sae_generate is not STRICT (seed may be NULL)');
+SELECT has_function('public', 'sae_run_with_cache', ARRAY['text', 'text', 'text', 'boolean'],
+                    'sae_run_with_cache(text, text, text, boolean) exists');
+
 -- the settings, once the library is loaded
 LOAD 'sae';
 SELECT is(current_setting('sae.max_memory'), '4GB', 'sae.max_memory defaults to 4GB');
 SELECT is(current_setting('sae.progress_every'), '100', 'sae.progress_every defaults to 100');
 SELECT is(current_setting('sae.threads'), '0', 'sae.threads defaults to 0 (all cores)');
+SELECT is(current_setting('sae.allow_download'), 'off', 'sae.allow_download defaults to off');
+SELECT is((SELECT context FROM pg_settings WHERE name = 'sae.allow_download'), 'superuser',
+          'only a superuser can turn on sae.allow_download');
+SELECT is((SELECT array_agg(context ORDER BY name) FROM pg_settings WHERE name IN ('sae.hub_cache', 'sae.hub_endpoint')),
+          ARRAY['superuser', 'superuser'], 'only a superuser can point the server at another hub cache or endpoint');
+SELECT is(current_setting('sae.hub_cache'), '', 'sae.hub_cache defaults to empty (the server''s HF_HUB_CACHE or ~/.cache/huggingface/hub)');
 SELECT throws_ok($$SET sae.max_memory = '100kB'$$, '22023', NULL, 'sae.max_memory has a 1MB minimum');
 SELECT throws_ok($$SET sae.nonexistent = 1$$, '42602', NULL, 'the sae. prefix is reserved');
 
