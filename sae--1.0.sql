@@ -48,6 +48,14 @@ CREATE TABLE sae.train_log (
     mean_log10_feature_sparsity  real,
     below_1e_5                   int,
     below_1e_6                   int,
+    -- evaluation steps of runs on a model (every wandb_log_frequency * eval_every_n_wandb_logs steps)
+    ce_loss_score                real,
+    ce_loss_without_sae          real,
+    ce_loss_with_sae             real,
+    ce_loss_with_ablation        real,
+    kl_div_score                 real,
+    kl_div_with_sae              real,
+    kl_div_with_ablation         real,
     PRIMARY KEY (run_id, step)
 );
 COMMENT ON TABLE sae.train_log IS 'SAELens''s W&B metrics: every wandb_log_frequency steps, and the feature-density summary every feature_sampling_window steps';
@@ -175,3 +183,48 @@ CREATE FUNCTION sae_run_with_cache(model text, input text, hook_point text, prep
 RETURNS TABLE (pos int, token_id int, token text, activation real[])
 AS 'MODULE_PATHNAME', 'sae_run_with_cache' LANGUAGE C STABLE STRICT;
 COMMENT ON FUNCTION sae_run_with_cache(text, text, text, boolean) IS 'the activation at a TransformerLens hook point for each position of a text';
+
+-- Token datasets (src/pg/datasets.c): contexts of context_size tokens, packed as SAELens does.
+CREATE TABLE sae.datasets (
+    dataset_id         bigserial PRIMARY KEY,
+    name               text NOT NULL UNIQUE,
+    model              text NOT NULL,        -- whose tokenizer made it
+    context_size       int NOT NULL,
+    prepend_bos        boolean NOT NULL,
+    sequence_separator text NOT NULL,        -- bos, eos or none
+    source             text NOT NULL,        -- the query or the file
+    n_contexts         bigint,
+    n_tokens           bigint,
+    n_documents        bigint,
+    created_at         timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE sae.datasets IS 'token datasets made by sae_create_dataset and sae_load_dataset_file';
+
+CREATE TABLE sae.dataset_tokens (
+    dataset_id bigint NOT NULL REFERENCES sae.datasets ON DELETE CASCADE,
+    context_id bigint NOT NULL,
+    tokens     int[] NOT NULL,
+    PRIMARY KEY (dataset_id, context_id)
+);
+COMMENT ON TABLE sae.dataset_tokens IS 'one row per context of a token dataset, in training order';
+SELECT pg_catalog.pg_extension_config_dump('sae.datasets', '');
+SELECT pg_catalog.pg_extension_config_dump('sae.datasets_dataset_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sae.dataset_tokens', '');
+
+CREATE FUNCTION sae_create_dataset(name text, model text, query text, context_size int DEFAULT 128,
+                                   prepend_bos boolean DEFAULT true, sequence_separator text DEFAULT 'bos')
+RETURNS bigint AS 'MODULE_PATHNAME', 'sae_create_dataset' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION sae_create_dataset(text, text, text, int, boolean, text) IS 'tokenize the first column of a query (text, or int[] token ids) into a dataset of contexts';
+
+CREATE FUNCTION sae_load_dataset_file(name text, path text, format text, model text, context_size int DEFAULT 128,
+                                      prepend_bos boolean DEFAULT true, sequence_separator text DEFAULT 'bos')
+RETURNS bigint AS 'MODULE_PATHNAME', 'sae_load_dataset_file' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION sae_load_dataset_file(text, text, text, text, int, boolean, text) IS 'a token dataset from a server file: jsonl, text or uint16';
+
+-- Evaluation of SAEs trained on a model (src/pg/evaluate.c), as SAELens's run_evals.
+COMMENT ON COLUMN sae.train_log.ce_loss_score IS 'evaluation steps only (every wandb_log_frequency * eval_every_n_wandb_logs steps): (CE zero-ablated - CE with SAE) / (CE zero-ablated - CE clean)';
+
+CREATE FUNCTION sae_evaluate(run_id bigint, n_batches int DEFAULT 10)
+RETURNS TABLE (metric text, value double precision)
+AS 'MODULE_PATHNAME', 'sae_evaluate' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION sae_evaluate(bigint, int) IS 'evaluate a run trained on a model: CE loss recovered, KL, L2, explained variance, L0; also stored in sae.runs.final_metrics->''eval''';

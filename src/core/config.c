@@ -15,7 +15,8 @@
 #include <string.h>
 
 #define NOT_NULLABLE 0
-#define NULLABLE 1
+#define NULLABLE 1				/* null is stored as 0 (or "", NaN) */
+#define NULLABLE_NEG 2			/* an int where 0 is a value: null is stored as -1 */
 
 typedef struct KeyDef
 {
@@ -25,7 +26,7 @@ typedef struct KeyDef
 	size_t		size;			/* strings: buffer size; enums: 0 */
 	double		min;			/* numbers: inclusive lower bound */
 	double		max;			/* numbers: inclusive upper bound */
-	bool		nullable;
+	int			nullable;
 	const char *const *choices; /* enums: names in enum order; NULL ends */
 } KeyDef;
 
@@ -52,6 +53,8 @@ static const KeyDef keys[] = {
 	{"is_dataset_tokenized", BOOL(is_dataset_tokenized), NOT_NULLABLE, NULL},
 	{"hook_point", STR(hook_point), NULLABLE, NULL},
 	{"hook_point_layer", INT(hook_point_layer, 0, 1e6), NOT_NULLABLE, NULL},
+	{"hook_point_head_index", INT(hook_point_head_index, 0, 1e4), NULLABLE_NEG, NULL},
+	{"prepend_bos", BOOL(prepend_bos), NOT_NULLABLE, NULL},
 	{"context_size", INT(context_size, 1, 1e7), NOT_NULLABLE, NULL},
 	{"d_in", INT(d_in, 1, 1e6), NOT_NULLABLE, NULL},
 	{"expansion_factor", INT(expansion_factor, 1, 1e6), NULLABLE, NULL},
@@ -82,6 +85,8 @@ static const KeyDef keys[] = {
 	{"dead_feature_window", INT(dead_feature_window, 1, BIG), NOT_NULLABLE, NULL},
 	{"dead_feature_threshold", REAL(dead_feature_threshold, 0, 1), NOT_NULLABLE, NULL},
 	{"wandb_log_frequency", INT(wandb_log_frequency, 1, BIG), NOT_NULLABLE, NULL},
+	{"eval_every_n_wandb_logs", INT(eval_every_n_wandb_logs, 0, BIG), NOT_NULLABLE, NULL},
+	{"n_eval_batches", INT(n_eval_batches, 1, 1e6), NOT_NULLABLE, NULL},
 	{"log_to_wandb", BOOL(log_to_wandb), NOT_NULLABLE, NULL},
 	{"wandb_project", STR(wandb_project), NULLABLE, NULL},
 	{"run_name", STR(run_name), NULLABLE, NULL},
@@ -129,6 +134,10 @@ sae_config_defaults(SaeConfig *cfg)
 	strcpy(cfg->wandb_project, "mats_sae_training_language_model");
 	strcpy(cfg->checkpoint_path, "checkpoints");
 	cfg->seed = 42;
+	cfg->hook_point_head_index = -1;
+	cfg->prepend_bos = true;
+	cfg->eval_every_n_wandb_logs = 10;	/* SAELens v1 evaluates every wandb_log_frequency * 10 steps */
+	cfg->n_eval_batches = 10;
 	strcpy(cfg->device, "cpu");
 	/* SAELens v1.0 spells it "torch.float32"; the plain name is what people type */
 	strcpy(cfg->dtype, "float32");
@@ -351,7 +360,7 @@ set_null(SaeConfig *cfg, const KeyDef *k)
 			field[0] = '\0';
 			break;
 		case SAE_KEY_INT:
-			*(int64_t *) field = 0;
+			*(int64_t *) field = k->nullable == NULLABLE_NEG ? -1 : 0;
 			break;
 		case SAE_KEY_REAL:
 			*(double *) field = NAN;
@@ -538,20 +547,51 @@ finish_widths(SaeConfig *cfg, SaeError *err)
 	return SAE_OK;
 }
 
-/* Where the activations come from: a table now; a model is a later feature. */
+/* A language model and a token dataset: the hook point, with {layer} filled in. */
+static int
+finish_model_source(SaeConfig *cfg, SaeError *err)
+{
+	if (cfg->activations_table[0] != '\0')
+		return contradiction(err, "Train either on a table of activations or on a model and a dataset.",
+							 "config keys \"%s\" and \"%s\" exclude each other",
+							 "activations_table", "model_name");
+	if (cfg->dataset_path[0] == '\0')
+	{
+		sae_error(err, SAE_ERR_INVALID_PARAMETER, "config key \"dataset_path\" is required with \"model_name\"");
+		return sae_error_hint(err, "Name a token dataset made with sae_create_dataset or sae_load_dataset_file.");
+	}
+	if (cfg->hook_point[0] == '\0')
+	{
+		sae_error(err, SAE_ERR_INVALID_PARAMETER, "config key \"hook_point\" is required with \"model_name\"");
+		return sae_error_hint(err, "Name a TransformerLens hook, e.g. \"blocks.0.hook_mlp_out\".");
+	}
+	if (cfg->n_hook_layers > 1 && strstr(cfg->hook_point, "{layer}") == NULL)
+		return contradiction(err, "Write the hook point with {layer}, e.g. \"blocks.{layer}.hook_resid_pre\".",
+							 "a list of \"%s\" needs \"%s\" with {layer}",
+							 "hook_point_layer", "hook_point");
+	if (cfg->n_hook_layers <= 1)
+		sae_config_format_hook(cfg, cfg->hook_point_layer, cfg->hook_point, sizeof(cfg->hook_point));
+	return SAE_OK;
+}
+
+/* Where the activations come from: a table, or a model over a token dataset. */
 static int
 finish_source(SaeConfig *cfg, SaeError *err)
 {
-	if (cfg->model_name[0] != '\0' || cfg->dataset_path[0] != '\0')
+	if (cfg->model_name[0] != '\0')
+		return finish_model_source(cfg, err);
+	if (cfg->dataset_path[0] != '\0')
 	{
-		sae_error(err, SAE_ERR_NOT_SUPPORTED,
-				  "training on a language model (\"model_name\", \"dataset_path\") is not supported yet");
-		return sae_error_hint(err, "Train on a table of activation vectors with \"activations_table\" and \"activations_column\".");
+		sae_error(err, SAE_ERR_INVALID_PARAMETER, "config key \"dataset_path\" needs \"model_name\"");
+		return sae_error_hint(err, "Name the model whose activations to train on.");
 	}
+	if (cfg->n_hook_layers > 1)
+		return contradiction(err, "Train several layers on a model (\"model_name\"), or give one layer.",
+							 "a list of \"%s\" needs \"%s\"", "hook_point_layer", "model_name");
 	if (cfg->activations_table[0] == '\0')
 	{
-		sae_error(err, SAE_ERR_INVALID_PARAMETER, "config key \"activations_table\" is required");
-		return sae_error_hint(err, "Name a table or view with a real[] or float8[] column of activations.");
+		sae_error(err, SAE_ERR_INVALID_PARAMETER, "config key \"activations_table\" or \"model_name\" is required");
+		return sae_error_hint(err, "Name a table or view with a real[] or float8[] column of activations, or a model and a token dataset.");
 	}
 	if (cfg->activations_column[0] == '\0')
 	{
@@ -562,6 +602,52 @@ finish_source(SaeConfig *cfg, SaeError *err)
 	if (cfg->hook_point[0] == '\0')
 		snprintf(cfg->hook_point, sizeof(cfg->hook_point), "%s.%s",
 				 cfg->activations_table, cfg->activations_column);
+	return SAE_OK;
+}
+
+void
+sae_config_format_hook(const SaeConfig *cfg, int64_t layer, char *out, size_t size)
+{
+	const char *at = strstr(cfg->hook_point, "{layer}");
+	char		tmp[sizeof(cfg->hook_point)];
+
+	if (at == NULL)
+	{
+		snprintf(tmp, sizeof(tmp), "%s", cfg->hook_point);
+		snprintf(out, size, "%s", tmp);
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%.*s%lld%s", (int) (at - cfg->hook_point), cfg->hook_point,
+			 (long long) layer, at + 7);
+	snprintf(out, size, "%s", tmp);
+}
+
+int
+sae_config_set_layers(SaeConfig *cfg, const int64_t *layers, int n, SaeError *err)
+{
+	const KeyDef *k = find_key("hook_point_layer");
+
+	if (n < 1 || n > SAE_MAX_HOOK_LAYERS)
+	{
+		sae_error(err, SAE_ERR_INVALID_PARAMETER, "config key \"hook_point_layer\" lists %d layers", n);
+		return sae_error_hint(err, "List 1 to %d layers.", SAE_MAX_HOOK_LAYERS);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		if (layers[i] < 0 || layers[i] > 1000000)
+			return sae_error(err, SAE_ERR_INVALID_PARAMETER,
+							 "config key \"hook_point_layer\": layer %lld is out of range",
+							 (long long) layers[i]);
+		for (int j = 0; j < i; j++)
+			if (layers[j] == layers[i])
+				return sae_error(err, SAE_ERR_INVALID_PARAMETER,
+								 "config key \"hook_point_layer\" lists layer %lld twice",
+								 (long long) layers[i]);
+		cfg->hook_layers[i] = layers[i];
+	}
+	cfg->n_hook_layers = n;
+	cfg->hook_point_layer = layers[0];
+	cfg->keys_set |= UINT64_C(1) << (k - keys);
 	return SAE_OK;
 }
 
@@ -666,6 +752,16 @@ json_string(char *buf, size_t size, size_t used, const char *s)
 	return used + snprintf(buf + used, used < size ? size - used : 0, "\"");
 }
 
+/* Append a JSON list of integers. */
+static size_t
+json_int_list(char *buf, size_t size, size_t used, const int64_t *v, int n)
+{
+	for (int i = 0; i < n; i++)
+		used += snprintf(buf + used, used < size ? size - used : 0, "%s%lld", i ? ", " : "[",
+						 (long long) v[i]);
+	return used + snprintf(buf + used, used < size ? size - used : 0, "]");
+}
+
 /* Append one key's value. */
 static size_t
 json_value(const SaeConfig *cfg, const KeyDef *k, char *buf, size_t size, size_t used)
@@ -676,8 +772,11 @@ json_value(const SaeConfig *cfg, const KeyDef *k, char *buf, size_t size, size_t
 	switch (k->type)
 	{
 		case SAE_KEY_INT:
-			if (k->nullable && *(const int64_t *) field == 0)
+			if ((k->nullable == NULLABLE && *(const int64_t *) field == 0) ||
+				(k->nullable == NULLABLE_NEG && *(const int64_t *) field < 0))
 				return used + snprintf(buf + used, room, "null");
+			if (k->offset == OFF(hook_point_layer) && cfg->n_hook_layers > 1)
+				return json_int_list(buf, size, used, cfg->hook_layers, cfg->n_hook_layers);
 			return used + snprintf(buf + used, room, "%lld", (long long) *(const int64_t *) field);
 		case SAE_KEY_REAL:
 			if (isnan(*(const double *) field))

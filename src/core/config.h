@@ -16,6 +16,7 @@
 #include "error.h"
 
 #define SAE_NAME_LEN 256
+#define SAE_MAX_HOOK_LAYERS 64
 
 typedef enum SaeBDecInit
 {
@@ -45,9 +46,13 @@ typedef struct SaeConfig
 	char		model_name[SAE_NAME_LEN];
 	char		dataset_path[SAE_NAME_LEN];
 	bool		is_dataset_tokenized;
-	char		hook_point[2 * SAE_NAME_LEN + 2];
-	int64_t		hook_point_layer;
+	char		hook_point[2 * SAE_NAME_LEN + 2];	/* may hold {layer} */
+	int64_t		hook_point_layer;	/* the first of hook_layers */
+	int64_t		hook_layers[SAE_MAX_HOOK_LAYERS];	/* a list: one SAE per layer */
+	int			n_hook_layers;	/* 0: one layer, hook_point_layer */
+	int64_t		hook_point_head_index;	/* -1: all heads */
 	int64_t		context_size;
+	bool		prepend_bos;
 
 	/* the SAE */
 	int64_t		d_in;
@@ -87,6 +92,8 @@ typedef struct SaeConfig
 	int64_t		dead_feature_window;
 	double		dead_feature_threshold;
 	int64_t		wandb_log_frequency;
+	int64_t		eval_every_n_wandb_logs;	/* evaluation (model runs) every this many logs; 0: none */
+	int64_t		n_eval_batches;
 	bool		log_to_wandb;
 	char		wandb_project[SAE_NAME_LEN];
 	char		run_name[SAE_NAME_LEN];
@@ -129,6 +136,12 @@ int			sae_config_set(SaeConfig *cfg, const char *key, char kind,
 
 /* Was this key given explicitly (not defaulted)? */
 bool		sae_config_key_given(const SaeConfig *cfg, const char *key);
+
+/* hook_point_layer given as a list of n layers (one SAE each). */
+int			sae_config_set_layers(SaeConfig *cfg, const int64_t *layers, int n, SaeError *err);
+
+/* hook_point with {layer} replaced by layer (unchanged without {layer}). */
+void		sae_config_format_hook(const SaeConfig *cfg, int64_t layer, char *out, size_t size);
 
 /* Derive d_sae, lr_end, run_name; check keys against each other. */
 int			sae_config_finish(SaeConfig *cfg, SaeError *err);

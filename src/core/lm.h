@@ -119,6 +119,7 @@ int			sae_lm_load(const char *dir, const SaeLmOptions *opt, SaeBackend *be,
 void		sae_lm_free(SaeLm *lm);
 
 const SaeLmConfig *sae_lm_config(const SaeLm *lm);
+SaeBackend *sae_lm_backend(const SaeLm *lm);
 SaeTokenizer *sae_lm_tokenizer(SaeLm *lm);
 const char *sae_lm_arch_name(SaeLmArch arch);
 

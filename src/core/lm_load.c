@@ -415,6 +415,12 @@ sae_lm_config(const SaeLm *lm)
 	return &lm->cfg;
 }
 
+SaeBackend *
+sae_lm_backend(const SaeLm *lm)
+{
+	return lm->be;
+}
+
 SaeTokenizer *
 sae_lm_tokenizer(SaeLm *lm)
 {

@@ -43,6 +43,8 @@ struct SaeRun
 	uint64_t	shuffle_count;
 	int64_t		next_checkpoint;	/* index into the checkpoint thresholds */
 	bool		pretrained;		/* params given: keep b_dec */
+	double		start;			/* when the first step began */
+	SaeStepStats last;			/* the latest step's metrics */
 	SaeRunResult result;
 };
 
@@ -335,55 +337,109 @@ maybe_checkpoint(SaeRun *run, int64_t n_tokens, SaeError *err)
 }
 
 int
-sae_run_execute(SaeRun *run, SaeError *err)
+sae_run_begin(SaeRun *run, SaeError *err)
 {
-	const SaeConfig *c = &run->cfg;
-	size_t		d = c->d_in;
-	SaeStepStats st;
-	double		start;
-	int64_t		n_tokens = 0;
 	int			rc;
 
-	memset(&st, 0, sizeof(st));
-	if (c->verbose)
+	memset(&run->last, 0, sizeof(run->last));
+	if (run->cfg.verbose)
 		startup_notices(run);
 	run->result.epochs = 1;
 	if ((rc = init_b_dec(run, err)) != SAE_OK)
 		return rc;
-	start = now_seconds();
-	while (n_tokens < c->total_training_tokens)
-	{
-		SaeSparsityStats sp;
-		bool		sparsity_step;
-		int			rows;
+	run->start = now_seconds();
+	return SAE_OK;
+}
 
-		if (run->cb.should_stop && run->cb.should_stop(run->cb.ctx))
-			return sae_error(err, SAE_ERR_CANCELLED, "training cancelled");
-		if (run->serve_pos >= 2 * run->half && (rc = refill(run, err)) != SAE_OK)
-			return rc;
-		rows = (int) (2 * run->half - run->serve_pos < c->train_batch_size
-					  ? 2 * run->half - run->serve_pos : c->train_batch_size);
-		sparsity_step = (run->result.steps + 1) % c->feature_sampling_window == 0;
-		if (sparsity_step)
-			sae_trainer_sparsity(run->trainer, &sp, true);
-		sae_trainer_step(run->trainer, run->mix + (size_t) run->serve_pos * d, rows, &st);
-		run->serve_pos += rows;
-		n_tokens = st.n_tokens;
-		run->result.steps++;
-		run->result.sparse_steps += st.sparse_path;
-		if (run->cb.log_step && (sparsity_step || run->result.steps % c->wandb_log_frequency == 0))
-			run->cb.log_step(run->cb.ctx, &st, sparsity_step ? &sp : NULL);
-		if (run->cb.progress_every > 0 && run->result.steps % run->cb.progress_every == 0)
-			progress_notice(run, &st, now_seconds() - start);
-		if ((rc = maybe_checkpoint(run, n_tokens, err)) != SAE_OK)
-			return rc;
-	}
+int
+sae_run_step(SaeRun *run, bool *done, SaeError *err)
+{
+	const SaeConfig *c = &run->cfg;
+	size_t		d = c->d_in;
+	SaeStepStats *st = &run->last;
+	SaeSparsityStats sp;
+	bool		sparsity_step;
+	int			rows;
+	int			rc;
+
+	*done = st->n_tokens >= c->total_training_tokens;
+	if (*done)
+		return SAE_OK;
+	if (run->cb.should_stop && run->cb.should_stop(run->cb.ctx))
+		return sae_error(err, SAE_ERR_CANCELLED, "training cancelled");
+	if (run->serve_pos >= 2 * run->half && (rc = refill(run, err)) != SAE_OK)
+		return rc;
+	rows = (int) (2 * run->half - run->serve_pos < c->train_batch_size
+				  ? 2 * run->half - run->serve_pos : c->train_batch_size);
+	sparsity_step = (run->result.steps + 1) % c->feature_sampling_window == 0;
+	if (sparsity_step)
+		sae_trainer_sparsity(run->trainer, &sp, true);
+	sae_trainer_step(run->trainer, run->mix + (size_t) run->serve_pos * d, rows, st);
+	run->serve_pos += rows;
+	run->result.steps++;
+	run->result.sparse_steps += st->sparse_path;
+	if (run->cb.log_step && (sparsity_step || run->result.steps % c->wandb_log_frequency == 0))
+		run->cb.log_step(run->cb.ctx, st, sparsity_step ? &sp : NULL);
+	if (run->cb.progress_every > 0 && run->result.steps % run->cb.progress_every == 0)
+		progress_notice(run, st, now_seconds() - run->start);
+	if (run->cb.evaluate && run->cb.evaluate_every > 0 &&
+		run->result.steps % run->cb.evaluate_every == 0 &&
+		(rc = run->cb.evaluate(run->cb.ctx, run->trainer, st, err)) != SAE_OK)
+		return rc;
+	return maybe_checkpoint(run, st->n_tokens, err);
+}
+
+void
+sae_run_finish(SaeRun *run)
+{
+	SaeRunResult *r = &run->result;
+
 	sae_trainer_finalize(run->trainer);
-	run->result.seconds = now_seconds() - start;
-	run->result.n_tokens = n_tokens;
-	run->result.tokens_per_second = run->result.seconds > 0 ? n_tokens / run->result.seconds : 0;
-	run->result.last = st;
-	sae_trainer_sparsity(run->trainer, &run->result.sparsity, false);
-	run->result.dead_features = sae_trainer_dead_features(run->trainer);
+	r->seconds = now_seconds() - run->start;
+	r->n_tokens = run->last.n_tokens;
+	r->tokens_per_second = r->seconds > 0 ? r->n_tokens / r->seconds : 0;
+	r->last = run->last;
+	sae_trainer_sparsity(run->trainer, &r->sparsity, false);
+	r->dead_features = sae_trainer_dead_features(run->trainer);
+}
+
+int
+sae_run_execute(SaeRun *run, SaeError *err)
+{
+	bool		done = false;
+	int			rc;
+
+	if ((rc = sae_run_begin(run, err)) != SAE_OK)
+		return rc;
+	while (!done)
+		if ((rc = sae_run_step(run, &done, err)) != SAE_OK)
+			return rc;
+	sae_run_finish(run);
+	return SAE_OK;
+}
+
+int
+sae_runs_execute(SaeRun **runs, int n, SaeError *err)
+{
+	int			rc;
+	int			running = n;
+
+	for (int i = 0; i < n; i++)
+		if ((rc = sae_run_begin(runs[i], err)) != SAE_OK)
+			return rc;
+	while (running > 0)
+	{
+		running = 0;
+		for (int i = 0; i < n; i++)
+		{
+			bool		done;
+
+			if ((rc = sae_run_step(runs[i], &done, err)) != SAE_OK)
+				return rc;
+			running += !done;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		sae_run_finish(runs[i]);
 	return SAE_OK;
 }

@@ -37,6 +37,9 @@ typedef struct SaeRunCallbacks
 	int			(*checkpoint) (void *ctx, SaeTrainer *t, int64_t n_tokens, SaeError *err);
 	/* a progress notice every this many steps (0: none) */
 	int64_t		progress_every;
+	/* evaluation every evaluate_every steps (0 or evaluate NULL: none) */
+	int			(*evaluate) (void *ctx, SaeTrainer *t, const SaeStepStats *st, SaeError *err);
+	int64_t		evaluate_every;
 } SaeRunCallbacks;
 
 typedef struct SaeRunResult
@@ -63,7 +66,20 @@ int			sae_run_create(const SaeConfig *cfg, SaeBackend *be, const SaeSource *src,
  */
 void		sae_run_start_from(SaeRun *run, const float *w_enc, const float *b_enc,
 							   const float *w_dec, const float *b_dec);
+/* The whole run: begin, steps until the token budget is spent, finish. */
 int			sae_run_execute(SaeRun *run, SaeError *err);
+
+/* The same in pieces: start-up (b_dec from the first half-buffer), one step, the results. */
+int			sae_run_begin(SaeRun *run, SaeError *err);
+int			sae_run_step(SaeRun *run, bool *done, SaeError *err);
+void		sae_run_finish(SaeRun *run);
+
+/*
+ * Several runs that share one activation source (one per hook of a
+ * multi-layer model source): begun together and stepped in turn, so that
+ * each takes its rows from the same forward passes.
+ */
+int			sae_runs_execute(SaeRun **runs, int n, SaeError *err);
 SaeTrainer *sae_run_trainer(SaeRun *run);
 const SaeRunResult *sae_run_result(const SaeRun *run);
 void		sae_run_destroy(SaeRun *run);

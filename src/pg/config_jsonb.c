@@ -9,6 +9,8 @@
 #include "utils/builtins.h"
 #include "utils/numeric.h"
 
+#include <math.h>
+
 /* Pass one key/value pair to the engine, raising its error if any. */
 static void
 set_key(SaeConfig *cfg, const char *key, JsonbValue *v)
@@ -37,15 +39,40 @@ set_key(SaeConfig *cfg, const char *key, JsonbValue *v)
 		default:
 			/* arrays and objects: let the engine name the expected type */
 			rc = sae_config_set(cfg, key, 'x', 0, false, NULL, &err);
-			if (rc != SAE_OK && strcmp(key, "hook_point_layer") == 0)
-			{
-				sae_error(&err, SAE_ERR_NOT_SUPPORTED,
-						  "a list of hook_point_layer values needs a language model, which this version does not load");
-				sae_error_hint(&err, "Give one integer.");
-			}
 			break;
 	}
 	if (rc != SAE_OK)
+		SaeReportError(&err);
+}
+
+/* hook_point_layer as a list: read its integers up to the end of the array. */
+static void
+set_layers(SaeConfig *cfg, JsonbIterator **it)
+{
+	int64		layers[SAE_MAX_HOOK_LAYERS + 1];
+	int			n = 0;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	SaeError	err;
+
+	while ((tok = JsonbIteratorNext(it, &v, true)) != WJB_END_ARRAY)
+	{
+		double		d;
+
+		if (tok != WJB_ELEM || v.type != jbvNumeric)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("config key \"hook_point_layer\" must be an integer or a list of integers")));
+		d = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, NumericGetDatum(v.val.numeric)));
+		if (d != floor(d))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("config key \"hook_point_layer\": %g is not an integer", d)));
+		if (n <= SAE_MAX_HOOK_LAYERS)
+			layers[n] = (int64) d;
+		n++;
+	}
+	if (sae_config_set_layers(cfg, layers, n, &err) != SAE_OK)
 		SaeReportError(&err);
 }
 
@@ -68,6 +95,11 @@ SaeParseConfig(Jsonb *json, SaeConfig *cfg)
 	it = JsonbIteratorInit(&json->root);
 	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
 	{
+		if (tok == WJB_BEGIN_ARRAY && depth == 1 && strcmp(key, "hook_point_layer") == 0)
+		{
+			set_layers(cfg, &it);
+			continue;
+		}
 		if (tok == WJB_BEGIN_OBJECT || tok == WJB_BEGIN_ARRAY)
 		{
 			/* a nested container is the value of the current key */

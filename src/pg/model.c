@@ -387,3 +387,45 @@ SaeGetModel(const char *name)
 	cache_model(name, id, loaded_at, lm);
 	return lm;
 }
+
+/*
+ * The hook a training config reads at one layer: a known name, a
+ * per-position width (not the attention scores or pattern), a head index
+ * only where there are heads, and d_in equal to the width.
+ */
+SaeHook
+SaeConfigHook(SaeLm *lm, const SaeConfig *cfg, int64 layer)
+{
+	char		name[sizeof(cfg->hook_point)];
+	SaeHook		hook;
+	SaeError	err;
+	int			width;
+	bool		has_heads;
+
+	sae_config_format_hook(cfg, layer, name, sizeof(name));
+	if (sae_hook_parse(lm, name, &hook, &err) != SAE_OK)
+		SaeReportError(&err);
+	if (hook.kind == SAE_HOOK_ATTN_SCORES || hook.kind == SAE_HOOK_PATTERN)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot train on \"%s\": its width depends on the context", name),
+				 errhint("Train on a residual, attention or MLP output, or on hook_z.")));
+	has_heads = hook.kind == SAE_HOOK_Q || hook.kind == SAE_HOOK_K || hook.kind == SAE_HOOK_V ||
+		hook.kind == SAE_HOOK_Z;
+	if (cfg->hook_point_head_index >= 0 &&
+		(!has_heads || cfg->hook_point_head_index >= sae_lm_config(lm)->n_heads))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("hook_point_head_index %lld does not fit \"%s\"",
+						(long long) cfg->hook_point_head_index, name),
+				 errhint("A head index applies to hook_q, hook_k, hook_v and hook_z, from 0 to %d.",
+						 sae_lm_config(lm)->n_heads - 1)));
+	width = sae_lm_source_width(lm, hook, (int) cfg->hook_point_head_index);
+	if (width != cfg->d_in)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("d_in %lld does not match \"%s\", which has %d values per token",
+						(long long) cfg->d_in, name, width),
+				 errhint("Set \"d_in\": %d.", width)));
+	return hook;
+}

@@ -16,6 +16,8 @@
 #include "config.h"
 #include "error.h"
 #include "lm.h"
+#include "eval.h"
+#include "lm_source.h"
 #include "run.h"
 
 /* GUCs (module.c) */
@@ -52,6 +54,21 @@ extern text *SaeUtf8ToText(const char *s, size_t len);
 extern text *SaeTokenText(SaeLm *lm, int32 id);
 extern ArrayType *SaeIntArray(const int32 *values, int n);
 extern ArrayType *SaeTextArray(text **values, int n);
+
+/* datasets.c: token datasets */
+typedef struct SaeDatasetInfo
+{
+	int64		dataset_id;
+	int			context_size;
+	char	   *model;
+	int64		n_contexts;
+} SaeDatasetInfo;
+extern void SaeDatasetLookup(const char *name, SaeDatasetInfo *info);
+/* contexts in order, read inside the caller's SPI connection */
+extern SaeTokenSource SaeDatasetTokens(int64 dataset_id, int context_size);
+
+/* model.c: the hook a config trains on at a layer (checked against d_in) */
+extern SaeHook SaeConfigHook(SaeLm *lm, const SaeConfig *cfg, int64 layer);
 
 /* html.c: the page of sae_token_log_probs_html */
 typedef struct SaeLogProbRow
@@ -95,5 +112,11 @@ typedef struct SaeRunWeights
 extern void SaeLoadRunWeights(int64 run_id, SaeRunWeights *w);
 extern void SaeDownloadWeights(SaeTrainer *t, const SaeConfig *cfg, SaeRunWeights *w);
 extern void SaeFreeRunWeights(SaeRunWeights *w);
+
+/* evaluate.c: SAELens's evaluation of runs on a model */
+extern void SaeEvaluateWeights(SaeLm *lm, const SaeConfig *cfg, const SaeRunWeights *w,
+							   const int32 *tokens, int n, SaeEvalResult *out);
+extern void SaeStoreEvalStep(int64 run_id, int64 step, const SaeEvalResult *r);
+extern void SaeStoreEvalFinal(int64 run_id, const SaeEvalResult *r);
 
 #endif

@@ -1,12 +1,12 @@
 -- The shape of the sae extension: schema, tables, key columns, constraints, functions and
 -- their signatures, and the pg_dump registration of the tables.
 BEGIN;
-SELECT plan(96);
+SELECT plan(100);
 
 SELECT has_extension('sae', 'extension sae is installed');
 SELECT has_schema('sae', 'schema sae exists');
-SELECT tables_are('sae', ARRAY['runs', 'train_log', 'features', 'tensors', 'models'], 'schema sae has exactly the five tables');
-SELECT sequences_are('sae', ARRAY['runs_run_id_seq', 'models_model_id_seq'], 'schema sae has the run_id and model_id sequences');
+SELECT tables_are('sae', ARRAY['runs', 'train_log', 'features', 'tensors', 'models', 'datasets', 'dataset_tokens'], 'schema sae has exactly the seven tables');
+SELECT sequences_are('sae', ARRAY['runs_run_id_seq', 'models_model_id_seq', 'datasets_dataset_id_seq'], 'schema sae has the run_id, model_id and dataset_id sequences');
 
 -- sae.runs
 SELECT has_table('sae', 'runs', 'sae.runs exists');
@@ -71,15 +71,16 @@ SELECT col_type_is('sae', 'tensors', 'data', 'real[]', 'sae.tensors.data is real
 
 -- deleting a run cascades
 SELECT is((SELECT count(*)::int FROM pg_constraint
-           WHERE connamespace = 'sae'::regnamespace AND contype = 'f' AND confdeltype = 'c'), 3,
-          'the three foreign keys to sae.runs are ON DELETE CASCADE');
+           WHERE connamespace = 'sae'::regnamespace AND contype = 'f' AND confdeltype = 'c'), 4,
+          'the foreign keys (three to sae.runs, one to sae.datasets) are ON DELETE CASCADE');
 
 -- registered for pg_dump: the four tables and the sequence
 SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'sae'$$,
               ARRAY['sae.runs', 'sae.runs_run_id_seq', 'sae.train_log', 'sae.features', 'sae.tensors',
-                    'sae.models', 'sae.models_model_id_seq'],
-              'pg_extension.extconfig holds every sae table and both sequences');
-SELECT is((SELECT array_length(extcondition, 1) FROM pg_extension WHERE extname = 'sae'), 7,
+                    'sae.models', 'sae.models_model_id_seq', 'sae.datasets', 'sae.datasets_dataset_id_seq',
+                    'sae.dataset_tokens'],
+              'pg_extension.extconfig holds every sae table and sequence');
+SELECT is((SELECT array_length(extcondition, 1) FROM pg_extension WHERE extname = 'sae'), 10,
           'each config table is dumped whole (an empty condition each)');
 SELECT ok((SELECT bool_and(c = '') FROM pg_extension, unnest(extcondition) c WHERE extname = 'sae'),
           'no config table has a dump filter');
@@ -136,6 +137,14 @@ SELECT isnt_strict('public', 'sae_generate', ARRAY['text', 'text', 'integer', 'r
                    'sae_generate is not STRICT (seed may be NULL)');
 SELECT has_function('public', 'sae_run_with_cache', ARRAY['text', 'text', 'text', 'boolean'],
                     'sae_run_with_cache(text, text, text, boolean) exists');
+
+-- token datasets and evaluation
+SELECT col_is_pk('sae', 'dataset_tokens', ARRAY['dataset_id', 'context_id'], 'sae.dataset_tokens primary key is (dataset_id, context_id)');
+SELECT has_function('public', 'sae_create_dataset', ARRAY['text', 'text', 'text', 'integer', 'boolean', 'text'],
+                    'sae_create_dataset(text, text, text, int, boolean, text) exists');
+SELECT has_function('public', 'sae_load_dataset_file', ARRAY['text', 'text', 'text', 'text', 'integer', 'boolean', 'text'],
+                    'sae_load_dataset_file(text, text, text, text, int, boolean, text) exists');
+SELECT has_function('public', 'sae_evaluate', ARRAY['bigint', 'integer'], 'sae_evaluate(bigint, int) exists');
 
 -- the settings, once the library is loaded
 LOAD 'sae';

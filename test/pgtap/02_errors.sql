@@ -66,9 +66,9 @@ SELECT throws_ok(pg_temp.train('{"sae_type": "tanh_sae"}'), '22023', NULL, 'tanh
 SELECT throws_ok(pg_temp.train('{"noise_scale": 1}'), '22023', NULL, 'unit_norm_sae with noise_scale is 22023');
 SELECT throws_ok(pg_temp.train('{"dtype": "float64"}'), '0A000', 'dtype "float64" is not supported', 'float64 is 0A000');
 SELECT throws_ok(pg_temp.train('{"device": "cuda"}'), '0A000', NULL, 'device cuda is 0A000 in this build');
-SELECT throws_ok(pg_temp.train('{"model_name": "gpt2-small"}'), '0A000', NULL, 'model_name is 0A000 for now');
+SELECT throws_ok(pg_temp.train('{"model_name": "gpt2-small"}'), '22023', 'config keys "activations_table" and "model_name" exclude each other', 'model_name with activations_table is 22023');
 SELECT throws_ok($$SELECT * FROM sae_train('[1, 2]')$$, '22023', 'sae_train config must be a JSON object', 'an array config is 22023');
-SELECT throws_ok($$SELECT * FROM sae_train('{}')$$, '22023', 'config key "activations_table" is required', 'an empty config is 22023');
+SELECT throws_ok($$SELECT * FROM sae_train('{}')$$, '22023', 'config key "activations_table" or "model_name" is required', 'an empty config is 22023');
 SELECT is_empty($$SELECT * FROM sae_train(NULL)$$, 'sae_train(NULL) returns no row (STRICT)');
 
 -- the source

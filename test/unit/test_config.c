@@ -318,19 +318,55 @@ UNIT_TEST(dtype)
 }
 
 /* Training from a language model is a later feature: model_name is NOT_SUPPORTED at finish. */
-UNIT_TEST(model_name_not_supported)
+UNIT_TEST(model_source_keys_are_checked)
 {
 	SaeConfig	c;
 	SaeError	e;
+	int64_t		layers[3] = {0, 2, 5};
+	char		hook[128];
 
-	cfg_base(&c);
+	cfg_base(&c);				/* has activations_table */
 	CHECK(cfg_str(&c, "model_name", "gelu-2l"));
-	e = expect_finish_error(&c, SAE_ERR_NOT_SUPPORTED);
-	CHECK_CONTAINS(e.message, "model_name");
+	e = expect_finish_error(&c, SAE_ERR_INVALID_PARAMETER);
+	CHECK_CONTAINS(e.message, "exclude each other");
 
 	cfg_base(&c);
-	CHECK(cfg_str(&c, "dataset_path", "NeelNanda/c4-tokenized-2b"));
-	expect_finish_error(&c, SAE_ERR_NOT_SUPPORTED);
+	CHECK(cfg_str(&c, "dataset_path", "stories"));
+	e = expect_finish_error(&c, SAE_ERR_INVALID_PARAMETER);
+	CHECK_CONTAINS(e.message, "needs \"model_name\"");
+
+	sae_config_defaults(&c);
+	CHECK(cfg_str(&c, "model_name", "gpt2"));
+	e = expect_finish_error(&c, SAE_ERR_INVALID_PARAMETER);
+	CHECK_CONTAINS(e.message, "dataset_path");
+	CHECK(cfg_str(&c, "dataset_path", "stories"));
+	e = expect_finish_error(&c, SAE_ERR_INVALID_PARAMETER);
+	CHECK_CONTAINS(e.message, "hook_point");
+
+	/* a list of layers needs {layer} in the hook point */
+	CHECK(cfg_str(&c, "hook_point", "blocks.0.hook_mlp_out"));
+	CHECK(sae_config_set_layers(&c, layers, 3, &e) == SAE_OK);
+	e = expect_finish_error(&c, SAE_ERR_INVALID_PARAMETER);
+	CHECK_CONTAINS(e.message, "{layer}");
+	CHECK(cfg_str(&c, "hook_point", "blocks.{layer}.hook_resid_pre"));
+	CHECK(cfg_finish(&c));
+	sae_config_format_hook(&c, 5, hook, sizeof(hook));
+	CHECK(strcmp(hook, "blocks.5.hook_resid_pre") == 0);
+	layers[1] = 0;
+	CHECK(sae_config_set_layers(&c, layers, 3, &e) == SAE_ERR_INVALID_PARAMETER);
+	CHECK_CONTAINS(e.message, "twice");
+
+	/* one layer: {layer} is filled in by finish */
+	sae_config_defaults(&c);
+	CHECK(cfg_str(&c, "model_name", "gpt2"));
+	CHECK(cfg_str(&c, "dataset_path", "stories"));
+	CHECK(cfg_str(&c, "hook_point", "blocks.{layer}.hook_mlp_out"));
+	CHECK(cfg_num(&c, "hook_point_layer", 3));
+	CHECK(cfg_finish(&c));
+	CHECK(strcmp(c.hook_point, "blocks.3.hook_mlp_out") == 0);
+	CHECK(c.hook_point_head_index == -1);
+	CHECK(cfg_num(&c, "hook_point_head_index", 0));
+	CHECK(c.hook_point_head_index == 0);
 }
 
 /* Without activations_table (or column) there is nothing to train on. */

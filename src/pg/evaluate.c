@@ -1,0 +1,210 @@
+/*
+ * evaluate.c — SAELens's evaluation of SAEs trained on a model: during
+ * training (rows of sae.train_log), at the end (sae.runs.final_metrics ->
+ * 'eval') and on demand with sae_evaluate(run_id, n_batches).
+ *
+ * The engine (eval.h) runs the model with and without the SAE; this file
+ * finds the tokens, uploads the weights and stores the numbers.
+ */
+#include "sae_pg.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/tuplestore.h"
+
+#include "eval.h"
+#include "infer.h"
+
+#include <math.h>
+
+PG_FUNCTION_INFO_V1(sae_evaluate);
+
+/* Raises a pending cancel between layers (the engine holds nothing then). */
+static bool
+stop_if_interrupted(void *arg)
+{
+	CHECK_FOR_INTERRUPTS();
+	return false;
+}
+
+/* Evaluate host weights (SAELens layout) at cfg's hook on n contexts. */
+void
+SaeEvaluateWeights(SaeLm *lm, const SaeConfig *cfg, const SaeRunWeights *w,
+				   const int32 *tokens, int n, SaeEvalResult *out)
+{
+	SaeEvalSpec spec = {0};
+	SaeWeights *volatile sae = NULL;
+	SaeError	err;
+	int			rc;
+
+	spec.lm = lm;
+	spec.hook = SaeConfigHook(lm, cfg, cfg->hook_point_layer);
+	spec.head_index = (int) cfg->hook_point_head_index;
+	spec.d_in = w->d;
+	spec.d_sae = w->m;
+	spec.should_stop = stop_if_interrupted;
+	if (sae_weights_create(sae_lm_backend(lm), w->d, w->m, w->sae_type, w->apply_b_dec_to_input,
+						   w->w_enc, w->b_enc, w->w_dec, w->b_dec, (SaeWeights **) &sae, &err) != SAE_OK)
+		SaeReportError(&err);
+	spec.sae = sae;
+	PG_TRY();
+	{
+		rc = sae_eval(&spec, tokens, n, (int) cfg->context_size, out, &err);
+	}
+	PG_CATCH();
+	{
+		sae_weights_destroy(sae);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	sae_weights_destroy(sae);
+	if (rc != SAE_OK)
+		SaeReportError(&err);
+}
+
+/* The metrics as (name, value) pairs, in one order for JSON and for rows. */
+static int
+eval_pairs(const SaeEvalResult *r, const char **names, double *values)
+{
+	static const char *const n[] = {"ce_loss_score", "ce_loss_without_sae", "ce_loss_with_sae",
+		"ce_loss_with_ablation", "kl_div_score", "kl_div_with_sae", "kl_div_with_ablation",
+	"l2_norm_in", "l2_norm_out", "l2_ratio", "explained_variance", "mse", "l0", "tokens"};
+	double		v[] = {r->ce_loss_score, r->ce_loss_without_sae, r->ce_loss_with_sae,
+		r->ce_loss_with_ablation, r->kl_div_score, r->kl_div_with_sae, r->kl_div_with_ablation,
+	r->l2_norm_in, r->l2_norm_out, r->l2_ratio, r->explained_variance, r->mse, r->l0, (double) r->tokens};
+	int			count = sizeof(v) / sizeof(v[0]);
+
+	for (int i = 0; i < count; i++)
+	{
+		names[i] = n[i];
+		values[i] = v[i];
+	}
+	return count;
+}
+
+/* final_metrics->'eval' of a run (inside the caller's SPI connection). */
+void
+SaeStoreEvalFinal(int64 run_id, const SaeEvalResult *r)
+{
+	const char *names[16];
+	double		values[16];
+	int			n = eval_pairs(r, names, values);
+	StringInfoData s;
+	Datum		args[2];
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "{\"eval\": {");
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&s, "%s\"%s\": %s", i ? ", " : "", names[i],
+						 isfinite(values[i]) ? psprintf("%.9g", values[i]) : "null");
+	appendStringInfoString(&s, "}}");
+	args[0] = Int64GetDatum(run_id);
+	args[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data));
+	if (SPI_execute_with_args("UPDATE sae.runs SET final_metrics = coalesce(final_metrics, '{}') || $2 WHERE run_id = $1",
+							  2, (Oid[]) {INT8OID, JSONBOID}, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update sae.runs");
+}
+
+/* The evaluation columns of a train_log row (inside the caller's SPI connection). */
+void
+SaeStoreEvalStep(int64 run_id, int64 step, const SaeEvalResult *r)
+{
+	Datum		v[9] = {Int64GetDatum(run_id), Int64GetDatum(step),
+		Float4GetDatum(r->ce_loss_score), Float4GetDatum(r->ce_loss_without_sae),
+		Float4GetDatum(r->ce_loss_with_sae), Float4GetDatum(r->ce_loss_with_ablation),
+	Float4GetDatum(r->kl_div_score), Float4GetDatum(r->kl_div_with_sae), Float4GetDatum(r->kl_div_with_ablation)};
+	Oid			t[9] = {INT8OID, INT8OID, FLOAT4OID, FLOAT4OID, FLOAT4OID, FLOAT4OID, FLOAT4OID,
+	FLOAT4OID, FLOAT4OID};
+
+	if (SPI_execute_with_args("UPDATE sae.train_log SET ce_loss_score = $3, ce_loss_without_sae = $4, "
+							  "ce_loss_with_sae = $5, ce_loss_with_ablation = $6, kl_div_score = $7, "
+							  "kl_div_with_sae = $8, kl_div_with_ablation = $9 WHERE run_id = $1 AND step = $2",
+							  9, t, v, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update sae.train_log");
+}
+
+/* The config a run was trained with. */
+static void
+run_config(int64 run_id, SaeConfig *cfg)
+{
+	Datum		arg = Int64GetDatum(run_id);
+	bool		isnull;
+	Jsonb	   *config;
+	MemoryContext caller = CurrentMemoryContext,
+				old;
+
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT config FROM sae.runs WHERE run_id = $1", 1, (Oid[]) {INT8OID},
+							  &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read sae.runs");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("run %lld does not exist", (long long) run_id)));
+	/* a copy in the caller's memory: SPI_finish frees SPI's */
+	old = MemoryContextSwitchTo(caller);
+	config = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+	SaeParseConfig(config, cfg);
+}
+
+Datum
+sae_evaluate(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		run_id = PG_GETARG_INT64(0);
+	int			n_batches = PG_GETARG_INT32(1);
+	SaeConfig	cfg;
+	SaeRunWeights w;
+	SaeDatasetInfo ds;
+	SaeLm	   *lm;
+	SaeTokenSource src;
+	SaeEvalResult r;
+	SaeError	err;
+	int32	   *tokens;
+	int64		n,
+				got;
+	const char *names[16];
+	double		values[16];
+	int			count;
+
+	if (n_batches < 1)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("n_batches must be positive")));
+	run_config(run_id, &cfg);
+	if (cfg.model_name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("run %lld was trained on a table of activations, not on a model", (long long) run_id),
+				 errhint("sae_evaluate measures SAEs in a model: CE loss with the SAE spliced in.")));
+	lm = SaeGetModel(cfg.model_name);
+	SaeDatasetLookup(cfg.dataset_path, &ds);
+	SaeLoadRunWeights(run_id, &w);
+	n = (int64) n_batches * cfg.store_batch_size;
+	tokens = palloc_extended(sizeof(int32) * n * cfg.context_size, MCXT_ALLOC_HUGE);
+	SPI_connect();
+	src = SaeDatasetTokens(ds.dataset_id, (int) cfg.context_size);
+	got = src.read(src.ctx, tokens, n, &err);
+	if (got <= 0)
+		ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND), errmsg("dataset \"%s\" has no contexts", cfg.dataset_path)));
+	SaeEvaluateWeights(lm, &cfg, &w, tokens, (int) got, &r);
+	SaeStoreEvalFinal(run_id, &r);
+	SPI_finish();
+	SaeFreeRunWeights(&w);
+
+	InitMaterializedSRF(fcinfo, 0);
+	count = eval_pairs(&r, names, values);
+	for (int i = 0; i < count; i++)
+	{
+		Datum		v[2] = {CStringGetTextDatum(names[i]), Float8GetDatum(values[i])};
+		bool		nulls[2] = {false, false};
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+	}
+	return (Datum) 0;
+}
