@@ -180,6 +180,12 @@ builder_start(Builder *b, const char *name, const char *model, int context_size,
 	cleanup->arg = &b->packer;
 	MemoryContextRegisterResetCallback(CurrentMemoryContext, cleanup);
 	values[0] = CStringGetTextDatum(name);
+	if (SPI_execute_with_args("SELECT 1 FROM sae.datasets WHERE name = $1", 1, (Oid[]) {TEXTOID},
+							  values, NULL, true, 1) == SPI_OK_SELECT && SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("token dataset \"%s\" already exists", name),
+				 errhint("Choose another name, or drop it first: DELETE FROM sae.datasets WHERE name = '%s';", name)));
 	values[1] = CStringGetTextDatum(model);
 	values[2] = Int32GetDatum(context_size);
 	values[3] = BoolGetDatum(prepend_bos);
