@@ -238,8 +238,9 @@ parse_config(const SaeJson *o, SaeLmConfig *c, SaeError *err)
 		return err->code;
 	if ((v = get2(o, "layer_norm_epsilon", "layer_norm_eps")) != NULL)
 	{
-		if (v->type != SAE_JSON_NUMBER || !(v->number > 0 && v->number < 1))
-			return sae_error(err, SAE_ERR_INVALID_DATA, "config.json: \"layer_norm_epsilon\" must be a number in (0, 1)");
+		/* a float32 epsilon, which must not round to 0 */
+		if (v->type != SAE_JSON_NUMBER || !(v->number >= 1e-30 && v->number < 1))
+			return sae_error(err, SAE_ERR_INVALID_DATA, "config.json: \"layer_norm_epsilon\" must be a number from 1e-30 to 1");
 		eps = v->number;
 	}
 	c->eps = (float) eps;
