@@ -85,7 +85,7 @@ add_reconstruction(EvalSums *s, const float *x, const float *xhat, const float *
 			l0 += f[(size_t) r * m + i] > 0;
 		s->norm_in += sqrt(in);
 		s->norm_out += sqrt(out);
-		s->ratio += sqrt(in) < 1e-4 ? 1.0 : sqrt(out) / sqrt(in);
+		s->ratio += sqrt(out) / (sqrt(in) < 1e-4 ? 1.0 : sqrt(in));
 		s->l0 += l0;
 		s->sse += sse;
 	}

@@ -13,10 +13,12 @@
  *   kl_div_score  = (KL_zero - KL_sae) / KL_zero
  *
  * Reconstruction metrics on the same activations, per token: ||x||,
- * ||x_hat||, their ratio (1 where ||x|| < 1e-4, as SAELens), L0, MSE (mean
- * squared error over d_in) and explained variance 1 - SSE / SST about the
- * mean activation (SAELens 6.18's "explained_variance" uses a different,
- * known-faulty denominator; see the README).
+ * ||x_hat||, their ratio (||x_hat|| where ||x|| < 1e-4, as SAELens divides
+ * by 1 there), L0, MSE (mean squared error over d_in; SAELens 6 divides the
+ * squared error by tokens only) and explained variance 1 - SSE / SST about
+ * the mean activation (SAELens 6.54's explained_variance).  Every position
+ * counts, special tokens too (SAELens's training-time evaluator does the
+ * same unless its store excludes special tokens).
  */
 #ifndef SAE_EVAL_H
 #define SAE_EVAL_H
