@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
-# Set up, then train an SAE on the bundled synthetic activation set (scripts/demo.sql) in a
-# throw-away PostgreSQL 15 server, and show what it learned.
+# Set up, then run the main demo in a throw-away PostgreSQL 15 server: load the bundled story
+# model (demo/model), look at what it does, tokenize the bundled stories, train an SAE on the
+# model's residual stream and show what its features respond to (scripts/demo.sql).
+#   scripts/demo.sh               the language-model demo
+#   scripts/demo.sh --synthetic   the synthetic-dictionary demo (scripts/demo_synthetic.sql)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/setup.sh
-pg_virtualenv -t -v 15 -- psql -X -v ON_ERROR_STOP=1 -f scripts/demo.sql
+if [ "${1:-}" = "--synthetic" ]; then
+    exec pg_virtualenv -t -v 15 -- psql -X -v ON_ERROR_STOP=1 -f scripts/demo_synthetic.sql
+fi
+# the server (user postgres when run as root) reads the model and the stories from here
+work=$(mktemp -d -t sae-demo.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cp -r demo/model demo/stories.jsonl "$work/"
+chmod -R a+rX "$work"
+pg_virtualenv -t -v 15 -- psql -X -v ON_ERROR_STOP=1 -v demo="$work" -f scripts/demo.sql

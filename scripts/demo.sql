@@ -1,93 +1,76 @@
--- The sae demo (run by scripts/demo.sh): train a sparse autoencoder on a synthetic activation
--- set whose true features are known, then check how many of them it found.
+-- The sae demo (run by scripts/demo.sh): a small GPT-Neo trained on generated stories
+-- (demo/model, made by demo/make_demo_model.py), an SAE trained on its residual stream from
+-- SQL, and a look at what the SAE's features respond to. :demo is the folder holding a copy of
+-- demo/model and demo/stories.jsonl that the server can read.
 \set ON_ERROR_STOP 1
 \pset footer off
-
 CREATE EXTENSION sae;
+SET sae.progress_every = 200;
 
 \echo
-\echo '== 200,000 activation vectors of width 64, each a sparse mix of about 3 of 256 known unit directions'
-CREATE TABLE demo_acts AS
-SELECT * FROM sae_synthetic_activations(200000, 64, 256, 3, 1);
-CREATE TABLE demo_dict AS
-SELECT * FROM sae_synthetic_dictionary(64, 256, 1);
+\echo '== the model: 2 blocks, width 128, a 2048-token vocabulary'
+SELECT sae_load_model('stories', :'demo' || '/model') AS model_id;
+SELECT name, architecture, config->'n_layers' AS layers, config->'d_model' AS d_model,
+       config->'d_vocab' AS vocab, config->'n_ctx' AS n_ctx
+FROM sae.models;
 
 \echo
-\echo '== training: SAELens config, 512 features, 2M tokens (progress as NOTICEs)'
+\echo '== what it does: a greedy continuation, and the next-token test of the tutorial'
+SELECT sae_generate('stories', 'Once upon a time, Lily went to the park with her dog.', 40, 0) AS story;
+SELECT rank, token, round(prob::numeric, 3) AS prob
+FROM sae_test_prompt('stories', 'Tom lost his ball. Lily found the ball and gave it to', 'Tom', 5)
+WHERE answer_index = 0;
+
+\echo
+\echo '== the stories as token contexts of 128 (BOS first, BOS between stories)'
+SELECT sae_load_dataset_file('stories', :'demo' || '/stories.jsonl', 'jsonl', 'stories', 128) AS dataset_id;
+
+\echo
+\echo '== training an SAE on blocks.1.hook_resid_pre: 1024 features, 400k tokens (progress as NOTICEs)'
 \x on
 SELECT * FROM sae_train('{
-    "activations_table": "demo_acts",
-    "activations_column": "activation",
-    "d_in": 64,
+    "model_name": "stories",
+    "dataset_path": "stories",
+    "hook_point": "blocks.1.hook_resid_pre",
+    "hook_point_layer": 1,
+    "d_in": 128,
     "expansion_factor": 8,
-    "l1_coefficient": 0.005,
-    "lr": 0.003,
-    "lr_warm_up_steps": 100,
-    "train_batch_size": 1024,
-    "total_training_tokens": 2000000,
     "context_size": 128,
+    "l1_coefficient": 0.015,
+    "lr": 0.001,
+    "lr_warm_up_steps": 50,
+    "train_batch_size": 2048,
     "store_batch_size": 16,
-    "n_batches_in_buffer": 20,
+    "n_batches_in_buffer": 16,
+    "total_training_tokens": 400000,
+    "wandb_log_frequency": 10,
+    "eval_every_n_wandb_logs": 10,
+    "n_eval_batches": 2,
     "seed": 42
 }');
 \x off
-
 SELECT max(run_id) AS run_id FROM sae.runs \gset
 
 \echo
-\echo '== training log, about every 10% of the steps'
-SELECT DISTINCT ON (decile)
-       step, n_tokens,
-       round(lr::numeric, 6) AS lr,
-       round(mse_loss::numeric, 6) AS mse_loss,
-       round(l1_loss::numeric, 6) AS l1_loss,
-       round(l0::numeric, 2) AS l0,
-       round(explained_variance::numeric, 4) AS explained_variance,
-       dead_features
-FROM (SELECT *, ntile(10) OVER (ORDER BY step) AS decile
-      FROM sae.train_log WHERE run_id = :run_id AND mse_loss IS NOT NULL) AS log
-ORDER BY decile, step DESC;
-
--- Cosine similarity of every true direction with every learned decoder row, element by element
--- (8M products: enough work_mem keeps the aggregate off disk).
-SET work_mem = '64MB';
-CREATE TEMP TABLE demo_cosines AS
-WITH truth AS (
-    SELECT d.feature_id AS true_id, u.i,
-           u.v / sqrt(sum(u.v * u.v) OVER (PARTITION BY d.feature_id)) AS v
-    FROM demo_dict d,
-         LATERAL unnest(d.direction::float8[]) WITH ORDINALITY AS u(v, i)
-), learned AS (
-    SELECT f.feature_id, u.i,
-           u.v / nullif(sqrt(sum(u.v * u.v) OVER (PARTITION BY f.feature_id)), 0) AS v
-    FROM sae.features f,
-         LATERAL unnest(f.w_dec::float8[]) WITH ORDINALITY AS u(v, i)
-    WHERE f.run_id = :run_id
-)
-SELECT t.true_id, l.feature_id, sum(t.v * l.v) AS cosine
-FROM truth t JOIN learned l USING (i)
-GROUP BY t.true_id, l.feature_id;
+\echo '== how well the SAE stands in for the residual stream (SAELens''s evaluation)'
+SELECT key AS metric, round(value::numeric, 4) AS value
+FROM sae.runs, jsonb_each_text(final_metrics->'eval')
+WHERE run_id = :run_id AND key IN ('ce_loss_score', 'ce_loss_without_sae', 'ce_loss_with_sae',
+                                   'ce_loss_with_ablation', 'kl_div_score', 'explained_variance', 'l0');
 
 \echo
-\echo '== top 10 features by firing rate, with the true direction each one is closest to'
-SELECT f.feature_id,
-       round(f.firing_rate::numeric, 5) AS firing_rate,
-       round(f.log10_sparsity::numeric, 3) AS log10_sparsity,
-       round(f.b_enc::numeric, 4) AS b_enc,
-       best.true_id AS closest_true_direction,
-       round(best.cosine::numeric, 4) AS cosine
-FROM (SELECT * FROM sae.features WHERE run_id = :run_id
-      ORDER BY firing_rate DESC, feature_id LIMIT 10) AS f
-LEFT JOIN LATERAL (
-    SELECT c.true_id, c.cosine FROM demo_cosines c
-    WHERE c.feature_id = f.feature_id
-    ORDER BY c.cosine DESC LIMIT 1
-) AS best ON true
-ORDER BY f.firing_rate DESC, f.feature_id;
-
-\echo
-\echo '== recovery of the known dictionary: for each true direction, its best cosine with any decoder row'
-SELECT count(*) AS true_directions,
-       round(avg(best)::numeric, 4) AS mean_max_cosine,
-       round(avg((best > 0.9)::int)::numeric, 4) AS fraction_above_0_9
-FROM (SELECT true_id, max(cosine) AS best FROM demo_cosines GROUP BY true_id) AS per_direction;
+\echo '== the features that fire most on a new story, and the tokens they fire on'
+CREATE TEMP TABLE demo_acts AS
+SELECT c.pos, c.token, f.feature_id - 1 AS feature_id, f.act
+FROM sae_run_with_cache('stories',
+       'Ben and Mia went to the beach. Ben found a red shell and gave it to Mia. She said, "Thank you, Ben!" They were very happy.',
+       'blocks.1.hook_resid_pre') c,
+     LATERAL unnest(sae_encode(:run_id, c.activation)) WITH ORDINALITY AS f(act, feature_id)
+WHERE f.act > 0;
+SELECT feature_id, round(sum(act)::numeric, 2) AS total,
+       string_agg(format('%s(%s)', token, round(act::numeric, 1)), ' ' ORDER BY act DESC) AS top_tokens
+FROM (SELECT *, row_number() OVER (PARTITION BY feature_id ORDER BY act DESC) AS r FROM demo_acts) t
+WHERE r <= 6
+GROUP BY feature_id
+ORDER BY sum(act) DESC
+LIMIT 12;

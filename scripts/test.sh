@@ -178,6 +178,8 @@ make_model_fixtures() {
     mkdir -p "$dir"
     cp -r test/fixtures/lm "$dir/lm"
     cp -r test/fixtures/datasets "$dir/datasets"
+    mkdir -p "$dir/demo"
+    cp -r demo/model demo/stories.jsonl "$dir/demo/"
     repo="$dir/hub/models--sae-test--tiny-gpt2"
     sha=0123456789abcdef0123456789abcdef01234567
     snap="$repo/snapshots/$sha"
@@ -196,7 +198,7 @@ if [ "$setup_ok" -eq 1 ]; then
     make_model_fixtures "$logdir/fixtures"
     chmod a+rx "$logdir"
     export SAE_TEST_LM="$logdir/fixtures/lm" SAE_TEST_HUB="$logdir/fixtures/hub" \
-        SAE_TEST_DATASETS="$logdir/fixtures/datasets"
+        SAE_TEST_DATASETS="$logdir/fixtures/datasets" SAE_TEST_DEMO="$logdir/fixtures/demo"
     # -t keeps the cluster in a temporary directory even as root, so a run killed midway
     # leaves nothing behind that would stop the next one.
     pg_virtualenv -t -v 15 -- bash -c "$(declare -f server_tests); server_tests \"\$@\"" \

@@ -7,6 +7,8 @@
 SET sae.progress_every = 0;
 -- training prints numbers (b_dec objective, evaluations) whose last digits depend on the CPU's BLAS
 SET client_min_messages = warning;
+-- tiny models: one thread (OpenMP teams only cost time at these sizes, more so on a busy machine)
+SET sae.threads = 1;
 -- errors about server files: SQLSTATE and message, with the fixture folder shown as $DS
 CREATE FUNCTION pg_temp.error_of(q text, folder text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
