@@ -223,6 +223,30 @@ model_path(const char *rel, char *buf, size_t size)
 	return fixture_path(r, buf, size);
 }
 
+const char *
+lm_path(const char *rel, char *buf, size_t size)
+{
+	char		r[256];
+
+	snprintf(r, sizeof(r), "../lm/%s", rel);
+	return fixture_path(r, buf, size);
+}
+
+bool
+lm_ref_tokens(int32_t *tokens, int n)
+{
+	char		path[1024];
+	FILE	   *fp = fopen(lm_path("ref/tokens.txt", path, sizeof(path)), "r");
+	int			got = 0;
+
+	if (fp == NULL)
+		return false;
+	while (got < n && fscanf(fp, "%d", &tokens[got]) == 1)
+		got++;
+	fclose(fp);
+	return got == n;
+}
+
 /* Find "<file> <tensor> ..." in expected.txt. */
 bool
 expected_load(const char *file, const char *tensor, Expected *e)

@@ -24,6 +24,12 @@ SaeBackend *test_backend(void);
 /* Path of test/fixtures/golden/<rel>, whether run from test/unit or the repo root. */
 const char *fixture_path(const char *rel, char *buf, size_t size);
 
+/* Path of test/fixtures/lm/<rel> (the language-model fixtures). */
+const char *lm_path(const char *rel, char *buf, size_t size);
+
+/* The reference batch of the LM fixtures, ref/tokens.txt: n ids; false if it is not there. */
+bool		lm_ref_tokens(int32_t *tokens, int n);
+
 /* Path of test/fixtures/models/<rel>. */
 const char *model_path(const char *rel, char *buf, size_t size);
 

@@ -31,28 +31,10 @@
 /* CHECK_REL's floor: values below 0.1 are held to 1e-4 * 0.1 = 1e-5 absolute */
 #define ABS_FLOOR 0.1
 
-static const char *
-lm_path(const char *rel, char *buf, size_t size)
-{
-	char		r[512];
-
-	snprintf(r, sizeof(r), "../lm/%s", rel);
-	return fixture_path(r, buf, size);
-}
-
 static bool
 ref_tokens(int32_t *tokens)
 {
-	char		path[512];
-	FILE	   *fp = fopen(lm_path("ref/tokens.txt", path, sizeof(path)), "r");
-	int			n = 0;
-
-	if (fp == NULL)
-		return false;
-	while (n < B_REF * T_REF && fscanf(fp, "%d", &tokens[n]) == 1)
-		n++;
-	fclose(fp);
-	return n == B_REF * T_REF;
+	return lm_ref_tokens(tokens, B_REF * T_REF);
 }
 
 static SaeLm *

@@ -28,29 +28,11 @@
 #define T_REF 20
 #define TOL 1e-4
 
-static const char *
-lm_path(const char *rel, char *buf, size_t size)
-{
-	char		r[512];
-
-	snprintf(r, sizeof(r), "../lm/%s", rel);
-	return fixture_path(r, buf, size);
-}
-
 /* The reference batch: ref/tokens.txt, two lines of T_REF ids. */
 static bool
 ref_tokens(int32_t *tokens)
 {
-	char		path[512];
-	FILE	   *fp = fopen(lm_path("ref/tokens.txt", path, sizeof(path)), "r");
-	int			n = 0;
-
-	if (fp == NULL)
-		return false;
-	while (n < B_REF * T_REF && fscanf(fp, "%d", &tokens[n]) == 1)
-		n++;
-	fclose(fp);
-	return n == B_REF * T_REF;
+	return lm_ref_tokens(tokens, B_REF * T_REF);
 }
 
 static SaeLm *
