@@ -66,7 +66,7 @@ FROM sae_run_with_cache('stories',
        'Ben and Mia went to the beach. Ben found a red shell and gave it to Mia. She said, "Thank you, Ben!" They were very happy.',
        'blocks.1.hook_resid_pre') c,
      LATERAL unnest(sae_encode(:run_id, c.activation)) WITH ORDINALITY AS f(act, feature_id)
-WHERE f.act > 0;
+WHERE f.act > 0 AND c.pos > 0;     -- position 0 is BOS, whose residual stands apart
 SELECT feature_id, round(sum(act)::numeric, 2) AS total,
        string_agg(format('%s(%s)', token, round(act::numeric, 1)), ' ' ORDER BY act DESC) AS top_tokens
 FROM (SELECT *, row_number() OVER (PARTITION BY feature_id ORDER BY act DESC) AS r FROM demo_acts) t
