@@ -183,7 +183,4 @@ int			sae_lm_forward(SaeLm *lm, const SaeLmRequest *req, SaeError *err);
 /* Bytes the model's weights take (mapped or allocated), for budgets and the catalogue. */
 size_t		sae_lm_weight_bytes(const SaeLm *lm);
 
-/* Internal: the TransformerLens weight processing (lm_process.c), applied to a loaded model. */
-int			sae_lm_process(SaeLm *lm, const SaeLmOptions *opt, SaeError *err);
-
 #endif

@@ -96,4 +96,7 @@ struct SaeLm
 /* Allocate n floats on the model's backend, owned by the model; NULL when out of memory. */
 float	   *lm_alloc_floats(SaeLm *lm, size_t n);
 
+/* TransformerLens's weight processing (lm_process.c), applied to a loaded model. */
+int			sae_lm_process(SaeLm *lm, const SaeLmOptions *opt, SaeError *err);
+
 #endif

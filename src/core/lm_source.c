@@ -14,7 +14,6 @@
 typedef struct HookQueue
 {
 	SaeLmSource *owner;
-	int			index;
 	int			width;
 	float	   *data;
 	int64_t		head,
@@ -218,12 +217,6 @@ sae_lm_source_hook(SaeLmSource *s, int i)
 	return src;
 }
 
-int64_t
-sae_lm_source_epochs(const SaeLmSource *s)
-{
-	return s->epochs;
-}
-
 int
 sae_lm_source_create(const SaeLmSourceOptions *opt, SaeLmSource **out, SaeError *err)
 {
@@ -245,7 +238,6 @@ sae_lm_source_create(const SaeLmSourceOptions *opt, SaeLmSource **out, SaeError 
 	for (int i = 0; i < opt->n_hooks; i++)
 	{
 		s->queues[i].owner = s;
-		s->queues[i].index = i;
 		s->queues[i].width = sae_lm_source_width(opt->lm, opt->hooks[i], opt->head_index);
 		s->captures[i].hook = opt->hooks[i];
 	}

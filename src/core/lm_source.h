@@ -57,9 +57,6 @@ SaeSource	sae_lm_source_hook(SaeLmSource *s, int i);
  */
 int64_t		sae_lm_source_next_contexts(SaeLmSource *s, int32_t *dst, int64_t n, SaeError *err);
 
-/* Passes over the token stream started so far (1 during the first). */
-int64_t		sae_lm_source_epochs(const SaeLmSource *s);
-
 /* Host bytes the source holds for a config (queues of about a half-buffer per hook). */
 size_t		sae_lm_source_memory_bytes(int64_t half_rows, int d_in, int n_hooks,
 									   int batch_contexts, int context_size, int d_model);
