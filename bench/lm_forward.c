@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +55,16 @@ now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* minor page faults of this process so far (first touches of fresh memory) */
+static long
+minor_faults(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
 }
 
 static double
@@ -759,6 +770,7 @@ main(int argc, char **argv)
 					c0,
 					dt,
 					dc;
+		long		f0 = minor_faults();
 
 		if (s == warmup)
 		{
@@ -773,8 +785,9 @@ main(int argc, char **argv)
 			die("sae_lm_forward", &err);
 		dt = now() - t0;
 		dc = cpu_now() - c0;
-		printf("%s %d: %.3f s, %.1f tokens/s, cpu %.2f cores\n", timed ? "pass" : "warmup",
-			   timed ? s - warmup : s, dt, B * T / dt, dc / dt);
+		printf("%s %d: %.3f s, %.1f tokens/s, cpu %.2f cores, %.2f GB of page faults\n",
+			   timed ? "pass" : "warmup", timed ? s - warmup : s, dt, B * T / dt, dc / dt,
+			   (minor_faults() - f0) * (double) sysconf(_SC_PAGESIZE) / 1e9);
 		fflush(stdout);
 		if (timed)
 		{

@@ -31,6 +31,7 @@
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -125,12 +126,14 @@ def time_hf(args):
                 snap0 = stat_snap()
             t0 = time.perf_counter()
             c0 = time.process_time()
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             h = model.transformer(input_ids=ids, use_cache=False).last_hidden_state
             dt = time.perf_counter() - t0
             dc = time.process_time() - c0
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
             print(f"{'pass' if i >= args.warmup else 'warmup'} {i}: {dt:.3f} s, "
-                  f"{args.batch * args.seq / dt:.1f} tokens/s, cpu {dc / dt:.2f} cores",
-                  file=sys.stderr)
+                  f"{args.batch * args.seq / dt:.1f} tokens/s, cpu {dc / dt:.2f} cores, "
+                  f"{faults * resource.getpagesize() / 1e9:.2f} GB of page faults", file=sys.stderr)
             if i >= args.warmup:
                 secs.append(dt)
                 cpu += dc

@@ -13,7 +13,8 @@
 # The model: a random-weight GPT-Neo shaped like TinyStories-1L-21M (d_model 1024, 16 heads, one
 # global-attention layer, d_mlp 4096, vocab 50257, 2048 positions, gelu_new), made once by
 # bench/lm_forward.py make (safetensors + the GPT-2 tokenizer files), cached in $MODEL_CACHE.
-# The data: 1024 contexts of T tokens (BOS, then uniform random ids; seed 0), made once by
+# The data: (16384 + steps x 4096 + 16384) / T contexts of T tokens (at least 1024 for T <= 128;
+# BOS, then uniform random ids; seed 0), made for each run by
 # bench/train_lm_saelens.py tokens: the same rows go to a table (-> sae_create_dataset) and to a
 # datasets.Dataset (-> SAELens's override_dataset), so both sides read the same contexts in the
 # same order.  No context is read twice in a run.
@@ -74,7 +75,7 @@ while [ $# -gt 0 ]; do
         --context) CTX=$2; shift ;;
         --no-build) BUILD=0 ;;
         --inside) INSIDE=1 ;;
-        -h|--help) sed -n '2,55p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -u/{/^set -u/!p}' "$0"; exit 0 ;;
         *) echo "train_lm.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -291,6 +292,8 @@ fi
     echo "python: $(python3 -c 'from importlib.metadata import version as v; print(" ".join(f"{p} {v(p)}" for p in ("sae-lens", "transformer-lens", "torch", "transformers", "datasets")))' 2>/dev/null)"
     echo "openblas: $(dpkg-query -W -f '${db:Status-Abbrev} ${Package} ${Version}\n' 'libopenblas0*' 2>/dev/null | awk '$1 == "ii" {printf "%s %s  ", $2, $3}')"
     echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null) ($(git -C "$root" status --porcelain -- src 2>/dev/null | wc -l) files under src/ differ from it)"
+    so="$("$PG_CONFIG" --pkglibdir)/sae.so"
+    echo "installed: $so, $(stat -c '%s bytes, modified %y' "$so" 2>/dev/null)"
 } >"$OUT/machine.txt"
 
 if [ "$BUILD" -eq 1 ]; then
