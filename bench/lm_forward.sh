@@ -116,7 +116,7 @@ log "results in $OUT"
 # ---------------------------------------------------------------- 1. the driver
 log "building the driver (src/core/*.c + bench/lm_forward.c) in $OUT"
 extra_libs=()
-[ -e src/core/hub.c ] && extra_libs+=(-lcurl)     # the model hub client, once it exists
+[ -e src/core/hub.c ] && extra_libs+=(-lcurl)     # src/core/hub.c (the model hub client) uses libcurl
 if ! gcc -std=c11 -D_POSIX_C_SOURCE=200809L -O3 -g -fno-strict-aliasing -fwrapv -fno-omit-frame-pointer \
         -fopenmp -Isrc/core -I/usr/include/x86_64-linux-gnu/openblas-pthread \
         -o "$OUT/lm_forward" src/core/*.c "$here/lm_forward.c" \
