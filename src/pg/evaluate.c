@@ -24,14 +24,6 @@
 
 PG_FUNCTION_INFO_V1(sae_evaluate);
 
-/* Raises a pending cancel between layers (the engine holds nothing then). */
-static bool
-stop_if_interrupted(void *arg)
-{
-	CHECK_FOR_INTERRUPTS();
-	return false;
-}
-
 /* Evaluate host weights (SAELens layout) at cfg's hook on n contexts. */
 void
 SaeEvaluateWeights(SaeLm *lm, const SaeConfig *cfg, const SaeRunWeights *w,
@@ -47,7 +39,7 @@ SaeEvaluateWeights(SaeLm *lm, const SaeConfig *cfg, const SaeRunWeights *w,
 	spec.head_index = (int) cfg->hook_point_head_index;
 	spec.d_in = w->d;
 	spec.d_sae = w->m;
-	spec.should_stop = stop_if_interrupted;
+	spec.should_stop = SaeStopIfInterrupted;
 	if (sae_weights_create(sae_lm_backend(lm), w->d, w->m, w->sae_type, w->apply_b_dec_to_input,
 						   w->w_enc, w->b_enc, w->w_dec, w->b_dec, (SaeWeights **) &sae, &err) != SAE_OK)
 		SaeReportError(&err);

@@ -27,20 +27,12 @@ PG_FUNCTION_INFO_V1(sae_run_with_cache);
 
 #define LOG_PROBS_TOP 5
 
-/* Raises the pending cancel or timeout between layers; a forward pass holds nothing to free. */
-static bool
-stop_if_interrupted(void *arg)
-{
-	CHECK_FOR_INTERRUPTS();
-	return false;
-}
-
 static void
 forward(SaeLm *lm, SaeLmRequest *req)
 {
 	SaeError	err;
 
-	req->should_stop = stop_if_interrupted;
+	req->should_stop = SaeStopIfInterrupted;
 	if (sae_lm_forward(lm, req, &err) != SAE_OK)
 		SaeReportError(&err);
 }

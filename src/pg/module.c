@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -87,6 +88,18 @@ SaeReportError(const SaeError *err)
 			 err->detail[0] ? errdetail("%s", err->detail) : 0,
 			 err->hint[0] ? errhint("%s", err->hint) : 0));
 	pg_unreachable();
+}
+
+/*
+ * The engine's should_stop callback where a pending cancel, timeout or
+ * terminate may be raised at once: the engine holds nothing at that point
+ * that a memory-context reset does not free.
+ */
+bool
+SaeStopIfInterrupted(void *arg)
+{
+	CHECK_FOR_INTERRUPTS();
+	return false;
 }
 
 static void

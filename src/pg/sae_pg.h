@@ -31,6 +31,9 @@ extern char *sae_hub_endpoint;
 /* module.c: raise an engine error as an ERROR with a SQLSTATE */
 extern void SaeReportError(const SaeError *err) pg_attribute_noreturn();
 
+/* module.c: an engine should_stop callback that raises a pending interrupt */
+extern bool SaeStopIfInterrupted(void *arg);
+
 /* module.c: the CPU backend, freed when the memory context goes away */
 extern SaeBackend *SaeBackendForContext(MemoryContext ctx);
 

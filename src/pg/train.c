@@ -58,14 +58,6 @@ destroy_call(void *arg)
 	call->lm_src = NULL;
 }
 
-static bool
-cb_should_stop(void *ctx)
-{
-	/* raises the right error (cancel, timeout, terminate) if one is pending */
-	CHECK_FOR_INTERRUPTS();
-	return false;
-}
-
 static void
 cb_notice(void *ctx, const char *message)
 {
@@ -321,7 +313,7 @@ prepare_model_runs(TrainCall *call, const SaeConfig *cfg)
 	o.n_hooks = n;
 	o.head_index = (int) cfg->hook_point_head_index;
 	o.notice = cb_notice;
-	o.should_stop = cb_should_stop;
+	o.should_stop = SaeStopIfInterrupted;
 	if (sae_lm_source_create(&o, &call->lm_src, &err) != SAE_OK)
 		SaeReportError(&err);
 	for (int i = 0; i < n; i++)
@@ -404,7 +396,7 @@ sae_train(PG_FUNCTION_ARGS)
 		st->run_id = SaeStoreRunStart(&st->cfg, call->source_name, device);
 		st->log_ctx = AllocSetContextCreate(run_ctx, "sae_train log", ALLOCSET_SMALL_SIZES);
 		cb.ctx = st;
-		cb.should_stop = cb_should_stop;
+		cb.should_stop = SaeStopIfInterrupted;
 		cb.notice = cb_notice;
 		cb.log_step = cb_log_step;
 		cb.checkpoint = cb_checkpoint;
