@@ -196,6 +196,16 @@ struct SaeBackend
 	/* each row of length cols: dst = softmax(src), -inf entries giving 0 */
 	void		(*softmax_rows) (SaeBackend *be, float *dst, const float *src, int rows, int cols);
 
+	/*
+	 * z = softmax(mask(q k^T / divisor)) v for B sequences and H heads at
+	 * once, masked as attn_mask, with no scores or pattern kept.  Rows of q,
+	 * k, v and z hold H heads of D floats; q and z have Tq rows per
+	 * sequence, k and v Tk.  Returns false when out of memory.
+	 */
+	bool		(*attention) (SaeBackend *be, float *z, const float *q, const float *k,
+							  const float *v, int B, int Tq, int Tk, int H, int D,
+							  int q_offset, float divisor, int window);
+
 	void		(*destroy) (SaeBackend *be);
 
 	/* alloc returns host memory: model weights may be used from a file mapping in place */

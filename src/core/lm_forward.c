@@ -309,9 +309,65 @@ layernorm(Fwd *f, const float *w, const float *b, SaeHookKind scale_hook,
 	return SAE_OK;
 }
 
+/* What q.k is divided by in layer l: sqrt(d_head) (GPT-2), 1 (GPT-Neo), times l + 1 if scaled by layer. */
+static float
+attn_divisor(const SaeLmConfig *c, int layer)
+{
+	float		divisor = c->scale_attn ? sqrtf((float) c->d_head) : 1.0f;
+
+	return c->scale_by_layer ? divisor * (float) (layer + 1) : divisor;
+}
+
+/* GPT-Neo's local window of layer l, or 0 for global attention. */
+static int
+attn_window(const SaeLmConfig *c, int layer)
+{
+	return c->local && c->local[layer] ? c->window_size : 0;
+}
+
+/* Whether a capture or the edit callback wants this hook. */
+static bool
+hook_used(const SaeLmRequest *r, SaeHookKind kind, int layer)
+{
+	if (r->edit_on && r->edit_hook.kind == kind && r->edit_hook.layer == layer)
+		return true;
+	for (int i = 0; i < r->n_captures; i++)
+		if (r->captures[i].hook.kind == kind && r->captures[i].hook.layer == layer)
+			return true;
+	return false;
+}
+
 /*
- * Attention of sequence b over keys K, V (Tk rows each): scores, mask,
- * softmax, z = pattern V, head by head.
+ * The keys and values sequence b attends over: its own, or with the KV
+ * cache (one sequence) this layer's of every position so far, the new ones
+ * appended.
+ */
+static void
+keys_values(Fwd *f, int l, int b, const float **K, const float **V)
+{
+	LmWorkspace *ws = &f->lm->ws;
+	const SaeLmConfig *c = &f->lm->cfg;
+	size_t		C = c->d_model,
+				T = f->req->T;
+
+	*K = ws->k + b * T * C;
+	*V = ws->v + b * T * C;
+	if (f->req->use_cache)
+	{
+		float	   *kc = ws->kv_cache + (size_t) l * 2 * c->n_ctx * C;
+		float	   *vc = kc + (size_t) c->n_ctx * C;
+
+		f->be->copy(f->be, kc + (size_t) f->req->pos0 * C, *K, sizeof(float) * T * C);
+		f->be->copy(f->be, vc + (size_t) f->req->pos0 * C, *V, sizeof(float) * T * C);
+		*K = kc;
+		*V = vc;
+	}
+}
+
+/*
+ * Attention of sequence b over keys K, V (Tk rows each) step by step, so
+ * that hook_attn_scores and hook_pattern can be captured or edited: scores,
+ * mask, softmax, z = pattern V, head by head.
  */
 static int
 attend_sequence(Fwd *f, int layer, int b, const float *K, const float *V)
@@ -326,16 +382,13 @@ attend_sequence(Fwd *f, int layer, int b, const float *K, const float *V)
 				Tk = f->Tk;
 	const float *Q = ws->q + (size_t) b * T * C;
 	float	   *Z = ws->z + (size_t) b * T * C;
-	float		divisor = c->scale_attn ? sqrtf((float) D) : 1.0f;
 	int			rc;
 
-	if (c->scale_by_layer)
-		divisor *= (float) (layer + 1);
 	for (int h = 0; h < H; h++)
 		f->be->gemm(f->be, false, true, T, Tk, D, 1.0f, Q + h * D, C, K + h * D, C,
 					0.0f, ws->scores + (size_t) h * Tk, H * Tk);
-	f->be->attn_mask(f->be, ws->scores, T, H, Tk, f->req->pos0, divisor,
-					 c->local && c->local[layer] ? c->window_size : 0);
+	f->be->attn_mask(f->be, ws->scores, T, H, Tk, f->req->pos0, attn_divisor(c, layer),
+					 attn_window(c, layer));
 	if ((rc = site(f, SAE_HOOK_ATTN_SCORES, layer, ws->scores, (int64_t) b * T, T, H * Tk)) != SAE_OK)
 		return rc;
 	f->be->softmax_rows(f->be, ws->pattern, ws->scores, T * H, Tk);
@@ -347,6 +400,38 @@ attend_sequence(Fwd *f, int layer, int b, const float *K, const float *V)
 	return SAE_OK;
 }
 
+/*
+ * z of every sequence: the backend's fused attention when nobody looks at
+ * the scores or the pattern (3-4x faster: only the causal half, no score
+ * buffer), else sequence by sequence through the hooks.
+ */
+static int
+attend(Fwd *f, int l)
+{
+	const SaeLmConfig *c = &f->lm->cfg;
+	const SaeLmRequest *r = f->req;
+	const float *K,
+			   *V;
+	int			rc;
+
+	if (!hook_used(r, SAE_HOOK_ATTN_SCORES, l) && !hook_used(r, SAE_HOOK_PATTERN, l))
+	{
+		keys_values(f, l, 0, &K, &V);	/* with the cache there is one sequence */
+		if (!f->be->attention(f->be, f->lm->ws.z, f->lm->ws.q, K, V, r->B, r->T, f->Tk,
+							  c->n_heads, c->d_head, r->pos0, attn_divisor(c, l),
+							  attn_window(c, l)))
+			return sae_error(f->err, SAE_ERR_OUT_OF_MEMORY, "out of memory for attention");
+		return SAE_OK;
+	}
+	for (int b = 0; b < r->B; b++)
+	{
+		keys_values(f, l, b, &K, &V);
+		if ((rc = attend_sequence(f, l, b, K, V)) != SAE_OK)
+			return rc;
+	}
+	return SAE_OK;
+}
+
 /* The attention half of a block: ln1, q/k/v, attention, W_O, residual. */
 static int
 attention_block(Fwd *f, int l)
@@ -355,8 +440,7 @@ attention_block(Fwd *f, int l)
 	LmWorkspace *ws = &lm->ws;
 	const LmLayer *L = &lm->layers[l];
 	const SaeLmConfig *c = &lm->cfg;
-	int			C = c->d_model,
-				T = f->req->T;
+	int			C = c->d_model;
 	int			rc;
 
 	if ((rc = layernorm(f, L->ln1_w, L->ln1_b, SAE_HOOK_LN1_SCALE, SAE_HOOK_LN1_NORMALIZED, l)) != SAE_OK)
@@ -366,28 +450,9 @@ attention_block(Fwd *f, int l)
 	linear(f, ws->v, ws->ln, f->rows, L->v, L->b_v, C, C);
 	if ((rc = site(f, SAE_HOOK_Q, l, ws->q, 0, f->rows, C)) != SAE_OK ||
 		(rc = site(f, SAE_HOOK_K, l, ws->k, 0, f->rows, C)) != SAE_OK ||
-		(rc = site(f, SAE_HOOK_V, l, ws->v, 0, f->rows, C)) != SAE_OK)
-		return rc;
-	for (int b = 0; b < f->req->B; b++)
-	{
-		const float *K = ws->k + (size_t) b * T * C;
-		const float *V = ws->v + (size_t) b * T * C;
-
-		if (f->req->use_cache)
-		{
-			/* this layer's keys and values of every position so far, the new ones appended */
-			float	   *kc = ws->kv_cache + (size_t) l * 2 * c->n_ctx * C;
-			float	   *vc = kc + (size_t) c->n_ctx * C;
-
-			f->be->copy(f->be, kc + (size_t) f->req->pos0 * C, K, sizeof(float) * T * C);
-			f->be->copy(f->be, vc + (size_t) f->req->pos0 * C, V, sizeof(float) * T * C);
-			K = kc;
-			V = vc;
-		}
-		if ((rc = attend_sequence(f, l, b, K, V)) != SAE_OK)
-			return rc;
-	}
-	if ((rc = site(f, SAE_HOOK_Z, l, ws->z, 0, f->rows, C)) != SAE_OK)
+		(rc = site(f, SAE_HOOK_V, l, ws->v, 0, f->rows, C)) != SAE_OK ||
+		(rc = attend(f, l)) != SAE_OK ||
+		(rc = site(f, SAE_HOOK_Z, l, ws->z, 0, f->rows, C)) != SAE_OK)
 		return rc;
 	linear(f, ws->out, ws->z, f->rows, L->o, L->b_o, C, C);
 	if ((rc = site(f, SAE_HOOK_ATTN_OUT, l, ws->out, 0, f->rows, C)) != SAE_OK)
