@@ -582,6 +582,7 @@ cpu_sparse_decode(SaeBackend *be, const int32_t *row_ptr, const int32_t *col_idx
 			float		v = f[(size_t) b * m + i];
 			const float *w = w_dec + (size_t) i * d;
 
+#pragma omp simd
 			for (int j = 0; j < d; j++)
 				out[j] += v * w[j];
 		}
@@ -603,6 +604,7 @@ cpu_sparse_backprop(SaeBackend *be, const int32_t *row_ptr, const int32_t *col_i
 			const float *w = w_dec + (size_t) i * d;
 			float		dot = 0;
 
+#pragma omp simd reduction(+:dot)
 			for (int j = 0; j < d; j++)
 				dot += g[j] * w[j];
 			dh[(size_t) b * m + i] = dot;
@@ -626,6 +628,7 @@ cpu_sparse_weight_grad(SaeBackend *be, const int32_t *col_ptr, const int32_t *ro
 			float		v = vals[(size_t) b * m + i];
 			const float *r = rows + (size_t) b * d;
 
+#pragma omp simd
 			for (int j = 0; j < d; j++)
 				out[j] += v * r[j];
 		}

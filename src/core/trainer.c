@@ -26,8 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Use the sparse path when at most this fraction of f is positive. */
-#define SAE_SPARSE_DENSITY 0.01
+/*
+ * Use the sparse path when at most this fraction of f is positive.  Measured
+ * with bench/profile_step.c (d_in 1024, 16384 features, batch 4096, 2 cores):
+ * sparse steps cost about 0.95 s + 5.5 ms per unit of L0, dense ones 5.1 s,
+ * so the sparse path wins up to L0 ~ 700 (4.3%).
+ */
+#define SAE_SPARSE_DENSITY 0.04
 
 struct SaeTrainer
 {
