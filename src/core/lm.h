@@ -180,6 +180,9 @@ typedef struct SaeLmRequest
 
 int			sae_lm_forward(SaeLm *lm, const SaeLmRequest *req, SaeError *err);
 
+/* out = x W_U for rows host rows of d_model floats (no b_U): rows x d_vocab host floats. */
+int			sae_lm_unembed_rows(SaeLm *lm, const float *x, int rows, float *out, SaeError *err);
+
 /* Bytes the model's weights take (mapped or allocated), for budgets and the catalogue. */
 size_t		sae_lm_weight_bytes(const SaeLm *lm);
 

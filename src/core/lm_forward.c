@@ -543,3 +543,29 @@ sae_lm_forward(SaeLm *lm, const SaeLmRequest *req, SaeError *err)
 	}
 	return wants_final(req) ? unembed(&f) : SAE_OK;
 }
+
+int
+sae_lm_unembed_rows(SaeLm *lm, const float *x, int rows, float *out, SaeError *err)
+{
+	SaeBackend *be = lm->be;
+	size_t		C = lm->cfg.d_model,
+				V = lm->cfg.d_vocab;
+	float	   *dx = be->alloc(be, sizeof(float) * rows * C);
+	float	   *dout = be->alloc(be, sizeof(float) * rows * V);
+
+	if (dx == NULL || dout == NULL)
+	{
+		if (dx)
+			be->free(be, dx);
+		if (dout)
+			be->free(be, dout);
+		return sae_error(err, SAE_ERR_OUT_OF_MEMORY, "out of memory for %d rows of logits", rows);
+	}
+	be->to_device(be, dx, x, sizeof(float) * rows * C);
+	be->gemm(be, false, lm->unembed.trans, rows, (int) V, (int) C, 1.0f, dx, (int) C,
+			 lm->unembed.w, lm->unembed.ld, 0.0f, dout, (int) V);
+	be->to_host(be, out, dout, sizeof(float) * rows * V);
+	be->free(be, dx);
+	be->free(be, dout);
+	return SAE_OK;
+}

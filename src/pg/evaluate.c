@@ -120,32 +120,6 @@ SaeStoreEvalStep(int64 run_id, int64 step, const SaeEvalResult *r)
 		elog(ERROR, "could not update sae.train_log");
 }
 
-/* The config a run was trained with. */
-static void
-run_config(int64 run_id, SaeConfig *cfg)
-{
-	Datum		arg = Int64GetDatum(run_id);
-	bool		isnull;
-	Jsonb	   *config;
-	MemoryContext caller = CurrentMemoryContext,
-				old;
-
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT config FROM sae.runs WHERE run_id = $1", 1, (Oid[]) {INT8OID},
-							  &arg, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read sae.runs");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("run %lld does not exist", (long long) run_id)));
-	/* a copy in the caller's memory: SPI_finish frees SPI's */
-	old = MemoryContextSwitchTo(caller);
-	config = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	MemoryContextSwitchTo(old);
-	SPI_finish();
-	SaeParseConfig(config, cfg);
-}
-
 Datum
 sae_evaluate(PG_FUNCTION_ARGS)
 {
@@ -168,7 +142,7 @@ sae_evaluate(PG_FUNCTION_ARGS)
 
 	if (n_batches < 1)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("n_batches must be positive")));
-	run_config(run_id, &cfg);
+	SaeRunConfig(run_id, &cfg);
 	if (cfg.model_name[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

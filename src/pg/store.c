@@ -24,8 +24,8 @@ static SPIPlanPtr feature_plan = NULL;
 static SPIPlanPtr tensor_plan = NULL;
 
 /* Prepare once per backend; plans survive the transaction. */
-static SPIPlanPtr
-prepare_once(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+SPIPlanPtr
+SaePrepareOnce(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 {
 	if (*slot == NULL)
 	{
@@ -39,8 +39,9 @@ prepare_once(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 	return *slot;
 }
 
-static void
-execute(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+/* Run a prepared statement, which must return expected (SPI_OK_INSERT, ...). */
+void
+SaeExecutePlan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 {
 	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
 
@@ -93,7 +94,7 @@ SaeStoreLogRow(int64 run_id, const SaeStepStats *st, const SaeSparsityStats *sp)
 	FLOAT4OID, INT4OID, FLOAT4OID, INT4OID, INT4OID};
 	Datum		v[18];
 	char		n[19];
-	SPIPlanPtr	plan = prepare_once(&log_plan,
+	SPIPlanPtr	plan = SaePrepareOnce(&log_plan,
 									"INSERT INTO sae.train_log (run_id, step, n_tokens, lr, mse_loss, l1_loss, "
 									"ghost_grad_loss, overall_loss, l0, explained_variance, "
 									"explained_variance_legacy, explained_variance_std, l2_norm, l2_ratio, "
@@ -129,14 +130,14 @@ SaeStoreLogRow(int64 run_id, const SaeStepStats *st, const SaeSparsityStats *sp)
 		n[15] = n[16] = n[17] = 'n';
 		v[15] = v[16] = v[17] = (Datum) 0;
 	}
-	execute(plan, v, n, SPI_OK_INSERT);
+	SaeExecutePlan(plan, v, n, SPI_OK_INSERT);
 }
 
 void
 SaeStoreTensor(int64 run_id, const char *name, const float *data, int ndims, const int *shape)
 {
 	Oid			types[5] = {INT8OID, TEXTOID, INT4OID, INT4ARRAYOID, FLOAT4ARRAYOID};
-	SPIPlanPtr	plan = prepare_once(&tensor_plan,
+	SPIPlanPtr	plan = SaePrepareOnce(&tensor_plan,
 									"INSERT INTO sae.tensors (run_id, name, chunk, shape, data) "
 									"VALUES ($1, $2, $3, $4, $5)", 5, types);
 	Datum	   *dims = palloc(sizeof(Datum) * ndims);
@@ -160,54 +161,66 @@ SaeStoreTensor(int64 run_id, const char *name, const float *data, int ndims, con
 		v[2] = Int32GetDatum((int32) chunk);
 		v[3] = PointerGetDatum(shape_arr);
 		v[4] = PointerGetDatum(part);
-		execute(plan, v, NULL, SPI_OK_INSERT);
+		SaeExecutePlan(plan, v, NULL, SPI_OK_INSERT);
 		pfree(part);
 	}
 }
 
+/* Weights as rows of sae.features (rate NULL: firing rates unknown) and b_dec in sae.tensors. */
 void
-SaeStoreFeatures(int64 run_id, const SaeConfig *cfg, SaeTrainer *t)
+SaeStoreFeatureRows(int64 run_id, const SaeRunWeights *w, const float *rate)
 {
 	Oid			types[7] = {INT8OID, INT4OID, FLOAT4ARRAYOID, FLOAT4ARRAYOID, FLOAT4OID, FLOAT4OID, FLOAT4OID};
-	SPIPlanPtr	plan = prepare_once(&feature_plan,
-									"INSERT INTO sae.features (run_id, feature_id, w_enc, w_dec, b_enc, "
-									"firing_rate, log10_sparsity) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-									7, types);
-	SaeRunWeights w;
-	int			d = (int) cfg->d_in,
-				m = (int) cfg->d_sae;
-	float	   *rate = palloc(sizeof(float) * m);
+	SPIPlanPtr	plan = SaePrepareOnce(&feature_plan,
+									  "INSERT INTO sae.features (run_id, feature_id, w_enc, w_dec, b_enc, "
+									  "firing_rate, log10_sparsity) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+									  7, types);
+	int			d = w->d,
+				m = w->m;
 	float	   *column = palloc(sizeof(float) * d);
+	char		nulls[7] = "       ";
 	MemoryContext row_ctx = AllocSetContextCreate(CurrentMemoryContext, "sae feature row",
 												  ALLOCSET_DEFAULT_SIZES);
 
-	SaeDownloadWeights(t, cfg, &w);
-	sae_trainer_feature_density(t, rate);
+	if (rate == NULL)
+		nulls[5] = nulls[6] = 'n';
 	for (int i = 0; i < m; i++)
 	{
 		MemoryContext old = MemoryContextSwitchTo(row_ctx);
 		Datum		v[7];
 
 		for (int j = 0; j < d; j++)
-			column[j] = w.w_enc[(size_t) j * m + i];
+			column[j] = w->w_enc[(size_t) j * m + i];
 		v[0] = Int64GetDatum(run_id);
 		v[1] = Int32GetDatum(i);
 		v[2] = PointerGetDatum(SaeFloatArray(column, d));
-		v[3] = PointerGetDatum(SaeFloatArray(w.w_dec + (size_t) i * d, d));
-		v[4] = Float4GetDatum(w.b_enc[i]);
-		v[5] = Float4GetDatum(rate[i]);
-		v[6] = Float4GetDatum((float4) log10(rate[i] + 1e-10));
-		execute(plan, v, NULL, SPI_OK_INSERT);
+		v[3] = PointerGetDatum(SaeFloatArray(w->w_dec + (size_t) i * d, d));
+		v[4] = Float4GetDatum(w->b_enc[i]);
+		v[5] = Float4GetDatum(rate ? rate[i] : 0);
+		v[6] = Float4GetDatum(rate ? (float4) log10(rate[i] + 1e-10) : 0);
+		SaeExecutePlan(plan, v, nulls, SPI_OK_INSERT);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(row_ctx);
 		if (i % 1024 == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
-	SaeStoreTensor(run_id, "b_dec", w.b_dec, 1, &d);
+	SaeStoreTensor(run_id, "b_dec", w->b_dec, 1, &d);
 	MemoryContextDelete(row_ctx);
+	pfree(column);
+}
+
+/* A trainer's weights and feature densities as rows of sae.features and b_dec. */
+void
+SaeStoreFeatures(int64 run_id, const SaeConfig *cfg, SaeTrainer *t)
+{
+	SaeRunWeights w;
+	float	   *rate = palloc(sizeof(float) * cfg->d_sae);
+
+	SaeDownloadWeights(t, cfg, &w);
+	sae_trainer_feature_density(t, rate);
+	SaeStoreFeatureRows(run_id, &w, rate);
 	SaeFreeRunWeights(&w);
 	pfree(rate);
-	pfree(column);
 }
 
 /* The run's final metrics as jsonb text. */

@@ -137,3 +137,29 @@ SaeLoadRunWeights(int64 run_id, SaeRunWeights *w)
 	copy_vector(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, w->b_dec, w->d, "sae.tensors b_dec");
 	SPI_finish();
 }
+
+/* The config a run was trained with. */
+void
+SaeRunConfig(int64 run_id, SaeConfig *cfg)
+{
+	Datum		arg = Int64GetDatum(run_id);
+	bool		isnull;
+	Jsonb	   *config;
+	MemoryContext caller = CurrentMemoryContext,
+				old;
+
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT config FROM sae.runs WHERE run_id = $1", 1, (Oid[]) {INT8OID},
+							  &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read sae.runs");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("run %lld does not exist", (long long) run_id)));
+	/* a copy in the caller's memory: SPI_finish frees SPI's */
+	old = MemoryContextSwitchTo(caller);
+	config = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+	SaeParseConfig(config, cfg);
+}
