@@ -228,3 +228,111 @@ CREATE FUNCTION sae_evaluate(run_id bigint, n_batches int DEFAULT 10)
 RETURNS TABLE (metric text, value double precision)
 AS 'MODULE_PATHNAME', 'sae_evaluate' LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION sae_evaluate(bigint, int) IS 'evaluate a run trained on a model: CE loss recovered, KL, L2, explained variance, L0; also stored in sae.runs.final_metrics->''eval''';
+
+-- ---------------------------------------------------------------- feature analysis
+
+CREATE TABLE sae.feature_logits (
+    run_id      bigint NOT NULL REFERENCES sae.runs ON DELETE CASCADE,
+    feature_id  int NOT NULL,
+    bottom      boolean NOT NULL,     -- false: the k largest logits; true: the k most negative
+    rank        int NOT NULL,         -- 1 = the largest (or, for bottom, the most negative)
+    token_id    int NOT NULL,
+    token       text NOT NULL,
+    logit       real NOT NULL,
+    PRIMARY KEY (run_id, feature_id, bottom, rank)
+);
+COMMENT ON TABLE sae.feature_logits IS 'sae_top_logits: the tokens each feature''s decoder row promotes and suppresses, the entries of W_dec @ W_U (W_U without its bias)';
+
+CREATE TABLE sae.feature_stats (
+    run_id          bigint NOT NULL REFERENCES sae.runs ON DELETE CASCADE,
+    feature_id      int NOT NULL,
+    n_tokens        bigint NOT NULL,  -- tokens analysed (BOS tokens left out)
+    firing_rate     real NOT NULL,    -- fraction of those with activation > 0
+    log10_density   real NOT NULL,    -- log10(firing_rate + 1e-10), as SAELens's sparsity
+    mean_activation real,             -- over the tokens it fires on; NULL if it never fired
+    max_activation  real,
+    histogram_max   real,             -- the histogram covers [0, histogram_max): a power of two, < 2 x max
+    histogram       bigint[] NOT NULL, -- 32 equal bins of the positive activations
+    PRIMARY KEY (run_id, feature_id)
+);
+COMMENT ON TABLE sae.feature_stats IS 'sae_analyze: each feature''s firing rate and activations over a dataset';
+
+CREATE TABLE sae.feature_examples (
+    run_id       bigint NOT NULL REFERENCES sae.runs ON DELETE CASCADE,
+    feature_id   int NOT NULL,
+    rank         int NOT NULL,        -- 1 = the highest activation
+    activation   real NOT NULL,       -- at the top token
+    context_id   bigint NOT NULL,     -- sae.dataset_tokens.context_id of the analysed dataset
+    position     int NOT NULL,        -- of the top token in its context
+    window_start int NOT NULL,        -- position of tokens[1]
+    token_ids    int[] NOT NULL,      -- up to 15 tokens before the top token and 5 after
+    tokens       text[] NOT NULL,
+    activations  real[] NOT NULL,     -- the feature's activation on each token of the window
+    PRIMARY KEY (run_id, feature_id, rank)
+);
+COMMENT ON TABLE sae.feature_examples IS 'sae_analyze: the contexts where each feature fires most (ties: the earlier token)';
+
+SELECT pg_catalog.pg_extension_config_dump('sae.feature_logits', '');
+SELECT pg_catalog.pg_extension_config_dump('sae.feature_stats', '');
+SELECT pg_catalog.pg_extension_config_dump('sae.feature_examples', '');
+
+CREATE FUNCTION sae_top_logits(run_id bigint, k int DEFAULT 10)
+RETURNS TABLE (feature_id int, rank int, token_id int, token text, logit real, bottom boolean)
+AS 'MODULE_PATHNAME', 'sae_top_logits' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION sae_top_logits(bigint, int) IS 'for every feature the k tokens of W_dec @ W_U with the largest logits and (bottom) the k most negative; stored in sae.feature_logits';
+
+CREATE FUNCTION sae_analyze(run_id bigint, n_tokens bigint DEFAULT 1000000, k int DEFAULT 20,
+                            dataset text DEFAULT NULL)
+RETURNS TABLE (n_tokens bigint, n_contexts bigint, dead_features int, mean_l0 real, seconds real)
+AS 'MODULE_PATHNAME', 'sae_analyze' LANGUAGE C VOLATILE CALLED ON NULL INPUT;
+COMMENT ON FUNCTION sae_analyze(bigint, bigint, int, text) IS 'run the model and the SAE over a token dataset (the run''s by default): firing rates and activations in sae.feature_stats, top examples in sae.feature_examples';
+
+CREATE FUNCTION sae_feature_activations(run_id bigint, input text)
+RETURNS TABLE (pos int, token_id int, token text, feature_ids int[], activations real[])
+AS 'MODULE_PATHNAME', 'sae_feature_activations' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION sae_feature_activations(bigint, text) IS 'per token of a text: the features that fire and their activations, largest first';
+
+CREATE FUNCTION sae_feature_density_histogram(run_id bigint, n_bins int DEFAULT 20)
+RETURNS TABLE (bin int, log10_density_from real, log10_density_to real, n_features bigint)
+LANGUAGE sql STABLE STRICT
+BEGIN ATOMIC
+    WITH s AS (
+        SELECT fs.log10_density FROM sae.feature_stats fs WHERE fs.run_id = sae_feature_density_histogram.run_id
+    ), live AS (
+        SELECT min(log10_density) AS lo, max(log10_density) AS hi FROM s WHERE log10_density > -10
+    ), binned AS (
+        SELECT CASE WHEN s.log10_density <= -10 THEN 0
+                    ELSE least(greatest(width_bucket(s.log10_density, live.lo, live.hi + 1e-6, n_bins), 1), n_bins)
+               END AS bin
+        FROM s, live
+    )
+    SELECT g.bin,
+           CASE WHEN g.bin = 0 THEN -10 ELSE (live.lo + (g.bin - 1) * (live.hi + 1e-6 - live.lo) / n_bins)::real END,
+           CASE WHEN g.bin = 0 THEN -10 ELSE (live.lo + g.bin * (live.hi + 1e-6 - live.lo) / n_bins)::real END,
+           count(binned.bin)
+    FROM live, generate_series(0, n_bins) AS g(bin)
+    LEFT JOIN binned ON binned.bin = g.bin
+    GROUP BY g.bin, live.lo, live.hi
+    ORDER BY g.bin;
+END;
+COMMENT ON FUNCTION sae_feature_density_histogram(bigint, int) IS 'the run''s log10 feature density histogram from sae_analyze: bin 0 holds the dead features, bins 1..n_bins split the live range equally';
+
+-- ---------------------------------------------------------------- SAELens folders
+
+CREATE FUNCTION sae_export(run_id bigint, directory text)
+RETURNS text AS 'MODULE_PATHNAME', 'sae_export' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION sae_export(bigint, text) IS 'write the run as a SAELens 6 folder (cfg.json, sae_weights.safetensors, sparsity.safetensors) into a new server directory; needs pg_write_server_files';
+
+CREATE FUNCTION sae_import(path text, model text DEFAULT NULL)
+RETURNS bigint AS 'MODULE_PATHNAME', 'sae_import' LANGUAGE C VOLATILE CALLED ON NULL INPUT;
+COMMENT ON FUNCTION sae_import(text, text) IS 'read a SAELens SAE folder (v1.x or v6 format, standard architecture) into sae.runs and sae.features; needs pg_read_server_files';
+
+-- ---------------------------------------------------------------- pages
+
+CREATE FUNCTION sae_feature_dashboard(run_id bigint, feature_id int)
+RETURNS text AS 'MODULE_PATHNAME', 'sae_feature_dashboard' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION sae_feature_dashboard(bigint, int) IS 'a self-contained HTML page of one feature: activation histogram, top and bottom logits, top examples (from sae_analyze and sae_top_logits)';
+
+CREATE FUNCTION sae_run_report(run_id bigint)
+RETURNS text AS 'MODULE_PATHNAME', 'sae_run_report' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION sae_run_report(bigint) IS 'a self-contained HTML page of a run: training curves as SVG plots, config and final metrics';

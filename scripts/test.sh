@@ -120,22 +120,47 @@ server_tests() {
         echo "== pgTAP: no tests in test/pgtap/"
     fi
 
-    # The HTML page of sae_token_log_probs_html, rendered by headless Chromium: a screenshot
-    # that is not blank and shows the shading, and every token in the rendered text.
-    local n input='The cat <sat> on the mat.'
-    mkdir -p "$logdir/html"
-    if psql -X -q -v ON_ERROR_STOP=1 -d sae_pgtap \
-            -c "SELECT sae_load_model('tiny-gpt2', '$SAE_TEST_LM/gpt2')" >/dev/null &&
-        n=$(psql -X -At -v ON_ERROR_STOP=1 -d sae_pgtap \
-            -c "SELECT array_length(sae_to_tokens('tiny-gpt2', \$\$$input\$\$), 1)") &&
-        psql -X -At -v ON_ERROR_STOP=1 -d sae_pgtap \
-            -c "SELECT sae_token_log_probs_html('tiny-gpt2', \$\$$input\$\$)" >"$logdir/html/page.html"; then
-        python3 test/html/check_page.py "$logdir/html/page.html" "$logdir/html" --ignore-class tip \
+    # The HTML pages, rendered by headless Chromium: a screenshot that is not blank and shows
+    # the shading or plots, and the tokens, bars and curves in the rendered page.
+    local n input='The cat <sat> on the mat.' run feature example q=(psql -X -At -v ON_ERROR_STOP=1 -d sae_pgtap)
+    mkdir -p "$logdir/html/log_probs" "$logdir/html/dashboard" "$logdir/html/report"
+    : >"$logdir/html.log"
+    echo 0 >"$logdir/html.rc"
+    if "${q[@]}" -c "SELECT sae_load_model('tiny-gpt2', '$SAE_TEST_LM/gpt2')" >/dev/null &&
+        n=$("${q[@]}" -c "SELECT array_length(sae_to_tokens('tiny-gpt2', \$\$$input\$\$), 1)") &&
+        "${q[@]}" -c "SELECT sae_token_log_probs_html('tiny-gpt2', \$\$$input\$\$)" >"$logdir/html/log_probs/page.html"; then
+        python3 test/html/check_page.py "$logdir/html/log_probs/page.html" "$logdir/html/log_probs" --ignore-class tip \
             --expect-text "<|endoftext|>$input" --expect-selector-count "tok=$n" \
-            --expect-selector-count "tip=$((n - 1))" --expect-hue red 2>&1 | tee "$logdir/html.log"
-        echo "${PIPESTATUS[0]}" >"$logdir/html.rc"
+            --expect-selector-count "tip=$((n - 1))" --expect-hue red 2>&1 | tee -a "$logdir/html.log"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || echo 1 >"$logdir/html.rc"
     else
-        echo "not ok 1 - could not make the page with sae_token_log_probs_html" | tee "$logdir/html.log"
+        echo "not ok 1 - could not make the page with sae_token_log_probs_html" | tee -a "$logdir/html.log"
+        echo 1 >"$logdir/html.rc"
+    fi
+    # a small SAE on the tiny GPT-2, analysed, for the feature dashboard and the run report
+    if "${q[@]}" -q -c "SET client_min_messages = warning" -c "SET sae.threads = 1" \
+            -c "CREATE TABLE html_stories AS SELECT format('Once upon a time, %s had a %s.', (ARRAY['Tom', 'Lily'])[1 + i % 2], (ARRAY['ball', 'cat', 'kite'])[1 + i % 3]) AS t FROM generate_series(1, 200) i" \
+            -c "SELECT sae_create_dataset('html-stories', 'tiny-gpt2', 'SELECT t FROM html_stories', 32) > 0" \
+            -c "SELECT run_id FROM sae_train('{\"model_name\": \"tiny-gpt2\", \"dataset_path\": \"html-stories\", \"hook_point\": \"blocks.0.hook_resid_post\", \"hook_point_layer\": 0, \"d_in\": 32, \"d_sae\": 64, \"context_size\": 32, \"train_batch_size\": 64, \"store_batch_size\": 4, \"n_batches_in_buffer\": 4, \"total_training_tokens\": 6400, \"lr_warm_up_steps\": 0, \"lr\": 0.003, \"wandb_log_frequency\": 5, \"eval_every_n_wandb_logs\": 2, \"n_eval_batches\": 1, \"feature_sampling_window\": 20}')" \
+            -c "SELECT count(*) > 0 FROM sae_top_logits(currval('sae.runs_run_id_seq'), 5)" \
+            -c "SELECT n_tokens > 0 FROM sae_analyze(currval('sae.runs_run_id_seq'), 3000, 5)" >/dev/null &&
+        run=$("${q[@]}" -c "SELECT max(run_id) FROM sae.runs WHERE config->>'dataset_path' = 'html-stories'") &&
+        feature=$("${q[@]}" -c "SELECT feature_id FROM sae.feature_stats WHERE run_id = $run ORDER BY firing_rate DESC, feature_id LIMIT 1") &&
+        example=$("${q[@]}" -c "SELECT string_agg(t, '' ORDER BY o) FROM sae.feature_examples, unnest(tokens) WITH ORDINALITY u(t, o) WHERE run_id = $run AND feature_id = $feature AND rank = 1") &&
+        "${q[@]}" -c "SELECT sae_feature_dashboard($run, $feature)" >"$logdir/html/dashboard/page.html" &&
+        "${q[@]}" -c "SELECT sae_run_report($run)" >"$logdir/html/report/page.html"; then
+        python3 test/html/check_page.py "$logdir/html/dashboard/page.html" "$logdir/html/dashboard" \
+            --expect-text "Feature $feature" --expect-text "$example" --expect-text "Positive logits" \
+            --expect-selector-count "bar=32" --expect-selector-count "ex=5" --expect-selector-count "logits=2" \
+            --expect-selector-count "top=5" --expect-hue orange 2>&1 | tee -a "$logdir/html.log"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || echo 1 >"$logdir/html.rc"
+        python3 test/html/check_page.py "$logdir/html/report/page.html" "$logdir/html/report" \
+            --expect-text "Run $run" --expect-text "Explained variance" --expect-text "CE loss score" \
+            --expect-text "Config" --expect-selector-count "chart=6" --expect-selector-count "line=6" \
+            --expect-hue blue 2>&1 | tee -a "$logdir/html.log"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || echo 1 >"$logdir/html.rc"
+    else
+        echo "not ok 1 - could not make the feature dashboard and run report pages" | tee -a "$logdir/html.log"
         echo 1 >"$logdir/html.rc"
     fi
 
@@ -178,6 +203,10 @@ make_model_fixtures() {
     mkdir -p "$dir"
     cp -r test/fixtures/lm "$dir/lm"
     cp -r test/fixtures/datasets "$dir/datasets"
+    cp -r test/fixtures/saelens "$dir/saelens"
+    # where sae_export may write: the server runs as another user when the tests run as root
+    mkdir -p "$dir/export"
+    chmod 1777 "$dir/export"
     mkdir -p "$dir/demo"
     cp -r demo/model demo/stories.jsonl "$dir/demo/"
     repo="$dir/hub/models--sae-test--tiny-gpt2"
@@ -198,7 +227,8 @@ if [ "$setup_ok" -eq 1 ]; then
     make_model_fixtures "$logdir/fixtures"
     chmod a+rx "$logdir"
     export SAE_TEST_LM="$logdir/fixtures/lm" SAE_TEST_HUB="$logdir/fixtures/hub" \
-        SAE_TEST_DATASETS="$logdir/fixtures/datasets" SAE_TEST_DEMO="$logdir/fixtures/demo"
+        SAE_TEST_DATASETS="$logdir/fixtures/datasets" SAE_TEST_DEMO="$logdir/fixtures/demo" \
+        SAE_TEST_SAELENS="$logdir/fixtures/saelens" SAE_TEST_EXPORT="$logdir/fixtures/export"
     # -t keeps the cluster in a temporary directory even as root, so a run killed midway
     # leaves nothing behind that would stop the next one.
     pg_virtualenv -t -v 15 -- bash -c "$(declare -f server_tests); server_tests \"\$@\"" \

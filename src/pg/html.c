@@ -14,8 +14,8 @@
 #include "utils/builtins.h"
 
 /* Text escaped for HTML element content and attribute values. */
-static void
-append_escaped(StringInfo buf, const char *s)
+void
+SaeHtmlEscape(StringInfo buf, const char *s)
 {
 	for (; *s; s++)
 	{
@@ -51,10 +51,17 @@ append_token(StringInfo buf, const char *s, bool breaks)
 {
 	for (const char *nl; (nl = strchr(s, '\n')) != NULL; s = nl + 1)
 	{
-		append_escaped(buf, pnstrdup(s, nl - s));
+		SaeHtmlEscape(buf, pnstrdup(s, nl - s));
 		appendStringInfoString(buf, breaks ? "<span class=\"nl\">\xE2\x86\xB5</span><br>" : "\xE2\x86\xB5");
 	}
-	append_escaped(buf, s);
+	SaeHtmlEscape(buf, s);
+}
+
+/* A token for a page's text: newlines shown and kept. */
+void
+SaeHtmlToken(StringInfo buf, const char *s)
+{
+	append_token(buf, s, true);
 }
 
 /* Background colour for a token: white when certain, deep red when unlikely. */
@@ -106,9 +113,9 @@ SaeLogProbsHtml(const char *model, const SaeLogProbRow *rows, int n)
 		sum += rows[p].log_prob;
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Token log probs: ");
-	append_escaped(&buf, model);
+	SaeHtmlEscape(&buf, model);
 	appendStringInfo(&buf, "</title><style>%s</style></head><body>\n<h1>Token log probs: ", page_style);
-	append_escaped(&buf, model);
+	SaeHtmlEscape(&buf, model);
 	appendStringInfo(&buf, "</h1>\n<div class=\"meta\">%d tokens; mean log-probability of the predicted tokens %.3f. "
 					 "Hover over a token for the model's top predictions there.</div>\n<div class=\"text\">",
 					 n, n > 1 ? sum / (n - 1) : 0.0);

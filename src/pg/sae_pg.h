@@ -9,6 +9,8 @@
 
 #include "postgres.h"
 
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/jsonb.h"
 
@@ -85,12 +87,17 @@ typedef struct SaeLogProbRow
 	double	   *top_log_probs;
 } SaeLogProbRow;
 extern text *SaeLogProbsHtml(const char *model, const SaeLogProbRow *rows, int n);
+/* html.c: text escaped for HTML, and a token with its newlines shown */
+extern void SaeHtmlEscape(StringInfo buf, const char *s);
+extern void SaeHtmlToken(StringInfo buf, const char *s);
 
 /* arrays of float4 */
 extern ArrayType *SaeFloatArray(const float *values, int n);
 extern float *SaeArrayToFloats(ArrayType *arr, int *n, const char *what);
 
 /* store.c: rows of the sae.* tables */
+extern SPIPlanPtr SaePrepareOnce(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types);
+extern void SaeExecutePlan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected);
 extern int64 SaeStoreRunStart(const SaeConfig *cfg, const char *source, const char *device);
 extern void SaeStoreLogRow(int64 run_id, const SaeStepStats *st, const SaeSparsityStats *sp);
 extern void SaeStoreTensor(int64 run_id, const char *name, const float *data,
@@ -115,6 +122,10 @@ typedef struct SaeRunWeights
 extern void SaeLoadRunWeights(int64 run_id, SaeRunWeights *w);
 extern void SaeDownloadWeights(SaeTrainer *t, const SaeConfig *cfg, SaeRunWeights *w);
 extern void SaeFreeRunWeights(SaeRunWeights *w);
+/* store.c: weights as rows of sae.features (firing rates may be NULL) and b_dec in sae.tensors */
+extern void SaeStoreFeatureRows(int64 run_id, const SaeRunWeights *w, const float *rate);
+/* the config a run was trained with (ERROR if there is no such run) */
+extern void SaeRunConfig(int64 run_id, SaeConfig *cfg);
 
 /* evaluate.c: SAELens's evaluation of runs on a model */
 extern void SaeEvaluateWeights(SaeLm *lm, const SaeConfig *cfg, const SaeRunWeights *w,

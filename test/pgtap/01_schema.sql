@@ -1,11 +1,13 @@
 -- The shape of the sae extension: schema, tables, key columns, constraints, functions and
 -- their signatures, and the pg_dump registration of the tables.
 BEGIN;
-SELECT plan(100);
+SELECT plan(111);
 
 SELECT has_extension('sae', 'extension sae is installed');
 SELECT has_schema('sae', 'schema sae exists');
-SELECT tables_are('sae', ARRAY['runs', 'train_log', 'features', 'tensors', 'models', 'datasets', 'dataset_tokens'], 'schema sae has exactly the seven tables');
+SELECT tables_are('sae', ARRAY['runs', 'train_log', 'features', 'tensors', 'models', 'datasets', 'dataset_tokens',
+                              'feature_logits', 'feature_stats', 'feature_examples'],
+                  'schema sae has exactly the ten tables');
 SELECT sequences_are('sae', ARRAY['runs_run_id_seq', 'models_model_id_seq', 'datasets_dataset_id_seq'], 'schema sae has the run_id, model_id and dataset_id sequences');
 
 -- sae.runs
@@ -71,16 +73,16 @@ SELECT col_type_is('sae', 'tensors', 'data', 'real[]', 'sae.tensors.data is real
 
 -- deleting a run cascades
 SELECT is((SELECT count(*)::int FROM pg_constraint
-           WHERE connamespace = 'sae'::regnamespace AND contype = 'f' AND confdeltype = 'c'), 4,
-          'the foreign keys (three to sae.runs, one to sae.datasets) are ON DELETE CASCADE');
+           WHERE connamespace = 'sae'::regnamespace AND contype = 'f' AND confdeltype = 'c'), 7,
+          'the foreign keys (six to sae.runs, one to sae.datasets) are ON DELETE CASCADE');
 
 -- registered for pg_dump: the four tables and the sequence
 SELECT set_eq($$SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'sae'$$,
               ARRAY['sae.runs', 'sae.runs_run_id_seq', 'sae.train_log', 'sae.features', 'sae.tensors',
                     'sae.models', 'sae.models_model_id_seq', 'sae.datasets', 'sae.datasets_dataset_id_seq',
-                    'sae.dataset_tokens'],
+                    'sae.dataset_tokens', 'sae.feature_logits', 'sae.feature_stats', 'sae.feature_examples'],
               'pg_extension.extconfig holds every sae table and sequence');
-SELECT is((SELECT array_length(extcondition, 1) FROM pg_extension WHERE extname = 'sae'), 10,
+SELECT is((SELECT array_length(extcondition, 1) FROM pg_extension WHERE extname = 'sae'), 13,
           'each config table is dumped whole (an empty condition each)');
 SELECT ok((SELECT bool_and(c = '') FROM pg_extension, unnest(extcondition) c WHERE extname = 'sae'),
           'no config table has a dump filter');
@@ -145,6 +147,21 @@ SELECT has_function('public', 'sae_create_dataset', ARRAY['text', 'text', 'text'
 SELECT has_function('public', 'sae_load_dataset_file', ARRAY['text', 'text', 'text', 'text', 'integer', 'boolean', 'text'],
                     'sae_load_dataset_file(text, text, text, text, int, boolean, text) exists');
 SELECT has_function('public', 'sae_evaluate', ARRAY['bigint', 'integer'], 'sae_evaluate(bigint, int) exists');
+
+-- feature analysis and SAELens folders
+SELECT col_is_pk('sae', 'feature_logits', ARRAY['run_id', 'feature_id', 'bottom', 'rank'],
+                 'sae.feature_logits primary key is (run_id, feature_id, bottom, rank)');
+SELECT col_is_pk('sae', 'feature_stats', ARRAY['run_id', 'feature_id'], 'sae.feature_stats primary key is (run_id, feature_id)');
+SELECT col_is_pk('sae', 'feature_examples', ARRAY['run_id', 'feature_id', 'rank'],
+                 'sae.feature_examples primary key is (run_id, feature_id, rank)');
+SELECT has_function('public', 'sae_top_logits', ARRAY['bigint', 'integer'], 'sae_top_logits(bigint, int) exists');
+SELECT has_function('public', 'sae_analyze', ARRAY['bigint', 'bigint', 'integer', 'text'], 'sae_analyze(bigint, bigint, int, text) exists');
+SELECT has_function('public', 'sae_feature_activations', ARRAY['bigint', 'text'], 'sae_feature_activations(bigint, text) exists');
+SELECT has_function('public', 'sae_feature_density_histogram', ARRAY['bigint', 'integer'], 'sae_feature_density_histogram(bigint, int) exists');
+SELECT has_function('public', 'sae_feature_dashboard', ARRAY['bigint', 'integer'], 'sae_feature_dashboard(bigint, int) exists');
+SELECT has_function('public', 'sae_run_report', ARRAY['bigint'], 'sae_run_report(bigint) exists');
+SELECT has_function('public', 'sae_export', ARRAY['bigint', 'text'], 'sae_export(bigint, text) exists');
+SELECT has_function('public', 'sae_import', ARRAY['text', 'text'], 'sae_import(text, text) exists');
 
 -- the settings, once the library is loaded
 LOAD 'sae';
