@@ -469,7 +469,12 @@ write_safetensors(const char *dir, const char *name, const OutTensor *t, int n, 
 	return close_file(f, dir, name, err);
 }
 
-/* cfg.json in SAELens 6's inference format (StandardSAEConfig.to_dict()). */
+/*
+ * cfg.json in SAELens 6's inference format (StandardSAEConfig.to_dict()).
+ * SAELens reads "metadata" only when metadata.sae_lens_version is 6 or
+ * later (older configs are upgraded from their flat keys), so the format's
+ * version goes there; no SAELens version trained it.
+ */
 static int
 write_cfg(const char *dir, const SaeSaelensSae *s, SaeError *err)
 {
@@ -479,7 +484,8 @@ write_cfg(const char *dir, const SaeSaelensSae *s, SaeError *err)
 		return SAE_ERR_IO;
 	fprintf(f, "{\"d_in\": %d, \"d_sae\": %d, \"dtype\": \"float32\", \"device\": \"cpu\", "
 			"\"apply_b_dec_to_input\": %s, \"normalize_activations\": \"none\", "
-			"\"reshape_activations\": \"none\", \"metadata\": {\"model_name\": ",
+			"\"reshape_activations\": \"none\", \"metadata\": {\"sae_lens_version\": \"6.0.0\", "
+			"\"sae_lens_training_version\": null, \"model_name\": ",
 			s->d_in, s->d_sae, s->apply_b_dec_to_input ? "true" : "false");
 	put_json_string(f, s->model_name);
 	fputs(", \"hook_name\": ", f);
