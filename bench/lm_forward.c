@@ -11,7 +11,7 @@
  *
  *   lm_forward DIR [--batch B] [--seq T] [--warmup N] [--repeats N]
  *              [--threads N] [--hook NAME] [--seed S]
- *              [--tokens FILE] [--dump FILE] [--profile] [--experiments]
+ *              [--tokens FILE] [--dump FILE] [--profile]
  *
  * --tokens FILE  read the B x T token ids from FILE (raw int32, native
  *                endianness) instead of drawing them
@@ -21,11 +21,6 @@
  *                and print, per op (GEMMs split by product), the seconds of
  *                the timed passes; timing overhead is one clock_gettime pair
  *                per call (a few thousand calls per pass)
- * --experiments  after the passes, time the slow parts of the pass against
- *                alternatives written here (nothing in src/ uses them): the
- *                attention as one parallel loop over (sequence, head) with
- *                single-threaded sgemm and causal blocks, gelu_new with a
- *                vectorised exp, and the big products alone
  *
  * Output: one line per pass, then "RESULT ..." with the median over the
  * timed passes (tokens/s = B*T / median seconds) and "others", the share of
@@ -116,6 +111,7 @@ enum
 	P_ADD,						/* residual adds, embedding + position */
 	P_ATTN_MASK,
 	P_SOFTMAX,
+	P_ATTENTION,				/* the fused attention (scores and pattern not hooked) */
 	P_GATHER,					/* token embedding rows */
 	P_COPY,						/* position rows, captures */
 	P_N
@@ -125,7 +121,7 @@ static const char *const p_names[P_N] = {
 	"gemm x W_Q/W_K/W_V", "gemm z W_O", "gemm ln2 W_in", "gemm mlp W_out",
 	"gemm Q K^T (per seq, head)", "gemm pattern V (per seq, head)", "gemm other",
 	"add_row_vector (biases)", "layernorm", "scale_shift (LN affine)", "lm_activation (gelu)",
-	"add (residual, pos)", "attn_mask", "softmax_rows", "gather_rows (embed)",
+	"add (residual, pos)", "attn_mask", "softmax_rows", "attention (fused)", "gather_rows (embed)",
 	"copy/to_host (pos rows, capture)",
 };
 
@@ -213,6 +209,16 @@ t_softmax_rows(SaeBackend *be, float *dst, const float *src, int rows, int cols)
 	TIMED(P_SOFTMAX, real.softmax_rows(be, dst, src, rows, cols));
 }
 
+static bool
+t_attention(SaeBackend *be, float *z, const float *q, const float *k, const float *v, int B, int Tq,
+			int Tk, int H, int D, int q_offset, float divisor, int window)
+{
+	bool		ok;
+
+	TIMED(P_ATTENTION, ok = real.attention(be, z, q, k, v, B, Tq, Tk, H, D, q_offset, divisor, window));
+	return ok;
+}
+
 static void
 t_gather_rows(SaeBackend *be, float *dst, const float *src, const int32_t *idx, int rows, int cols)
 {
@@ -249,6 +255,7 @@ wrap_backend(SaeBackend *be)
 	be->add = t_add;
 	be->attn_mask = t_attn_mask;
 	be->softmax_rows = t_softmax_rows;
+	be->attention = t_attention;
 	be->gather_rows = t_gather_rows;
 	be->copy = t_copy;
 	be->to_host = t_to_host;
@@ -286,340 +293,6 @@ splitmix(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
-/* ---- experiments (--experiments): what the slow parts would cost done differently ---- */
-
-/*
- * The loops below vectorise only without -ftrapping-math (GCC's default):
- * a float compare or a float-to-int conversion may raise an FP exception, so
- * GCC keeps the branches.  The option changes no result, only which FP
- * exception flags a loop may set; the engine's own files would need the same
- * (or intrinsics).
- */
-#pragma GCC push_options
-#pragma GCC optimize ("no-trapping-math")
-
-/*
- * expf for x <= 0 (the softmax's x - max): Cody-Waite reduction and a
- * degree-6 polynomial, about 1 ulp, in plain C that GCC vectorises under
- * "omp simd" (glibc's expf is a call per element).  x < -87 gives 0.
- */
-static inline float
-simd_expf(float x)
-{
-	float		n,
-				r,
-				p;
-	int32_t		bits;
-	float		scale;
-
-	x = x < -87.0f ? -87.0f : x;
-	n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;	/* round to nearest, SSE2 */
-	r = x - n * 0.693145751953125f;
-	r = r - n * 1.428606765330187045e-06f;
-	p = 1.0f / 720;
-	p = p * r + 1.0f / 120;
-	p = p * r + 1.0f / 24;
-	p = p * r + 1.0f / 6;
-	p = p * r + 0.5f;
-	p = p * r + 1.0f;
-	p = p * r + 1.0f;
-	bits = ((int32_t) n + 127) << 23;
-	memcpy(&scale, &bits, sizeof(scale));
-	return x <= -87.0f ? 0.0f : p * scale;
-}
-
-/* gelu_new with tanh(y) = sign(y) (1 - e) / (1 + e), e = exp(-2|y|), vectorised */
-static void
-simd_gelu_new(float *y, const float *x, size_t n)
-{
-	size_t		chunk = 4096;
-
-#pragma omp parallel for schedule(static)
-	for (size_t c0 = 0; c0 < n; c0 += chunk)
-	{
-		int			len = (int) (n - c0 < chunk ? n - c0 : chunk);
-		const float *xs = x + c0;
-		float	   *ys = y + c0;
-
-#pragma omp simd
-		for (int i = 0; i < len; i++)
-		{
-			float		u = xs[i];
-			float		a = 0.7978845608028654f * (u + 0.044715f * u * u * u);
-			float		e = simd_expf(-2.0f * __builtin_fabsf(a));
-			float		t = __builtin_copysignf((1.0f - e) / (1.0f + e), a);
-
-			ys[i] = 0.5f * u * (1.0f + t);
-		}
-	}
-}
-
-/*
- * Causal attention of all sequences and heads, the alternative: one OpenMP
- * loop over (sequence, head), each task single-threaded (OpenBLAS's OpenMP
- * build runs sgemm on one thread inside a parallel region), query rows in
- * blocks of QB that multiply only the keys they may see, and a fused
- * scale + mask + softmax over those keys with the vectorised exp.
- */
-#define QB 64
-static void
-attention_alt(float *Z, const float *Q, const float *K, const float *V, int B, int T, int H,
-			  int D, float divisor)
-{
-	int			C = H * D;
-
-#pragma omp parallel
-	{
-		float	   *S = malloc(sizeof(float) * QB * T);
-
-#pragma omp for schedule(dynamic, 1) collapse(2)
-		for (int b = 0; b < B; b++)
-			for (int h = 0; h < H; h++)
-			{
-				const float *q = Q + (size_t) b * T * C + h * D;
-				const float *k = K + (size_t) b * T * C + h * D;
-				const float *v = V + (size_t) b * T * C + h * D;
-				float	   *z = Z + (size_t) b * T * C + h * D;
-
-				for (int r0 = 0; r0 < T; r0 += QB)
-				{
-					int			r1 = r0 + QB < T ? r0 + QB : T,
-								nk = r1;	/* keys 0 .. r1-1 */
-
-					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, nk, D, 1.0f,
-								q + (size_t) r0 * C, C, k, C, 0.0f, S, nk);
-					for (int i = r0; i < r1; i++)
-					{
-						float	   *s = S + (size_t) (i - r0) * nk;
-						float		mx = -INFINITY,
-									sum = 0;
-
-#pragma omp simd reduction(max:mx)
-						for (int j = 0; j <= i; j++)
-						{
-							s[j] /= divisor;
-							mx = s[j] > mx ? s[j] : mx;
-						}
-#pragma omp simd reduction(+:sum)
-						for (int j = 0; j <= i; j++)
-						{
-							s[j] = simd_expf(s[j] - mx);
-							sum += s[j];
-						}
-						for (int j = 0; j <= i; j++)
-							s[j] /= sum;
-						for (int j = i + 1; j < nk; j++)
-							s[j] = 0;
-					}
-					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, D, nk, 1.0f,
-								S, nk, v, C, 0.0f, z + (size_t) r0 * C, C);
-				}
-			}
-		free(S);
-	}
-}
-
-#pragma GCC pop_options
-
-/* The engine's attention (lm_forward.c's attend_sequence) on the backend's ops, for all sequences. */
-static void
-attention_engine(SaeBackend *be, float *Z, const float *Q, const float *K, const float *V,
-				 int B, int T, int H, int D, float divisor, float *scores, float *pattern,
-				 double *t_gemm, double *t_softmax)
-{
-	int			C = H * D;
-
-	for (int b = 0; b < B; b++)
-	{
-		const float *q = Q + (size_t) b * T * C,
-				   *k = K + (size_t) b * T * C,
-				   *v = V + (size_t) b * T * C;
-		float	   *z = Z + (size_t) b * T * C;
-		double		t0 = now();
-
-		for (int h = 0; h < H; h++)
-			be->gemm(be, false, true, T, T, D, 1.0f, q + h * D, C, k + h * D, C, 0.0f,
-					 scores + (size_t) h * T, H * T);
-		*t_gemm += now() - t0;
-		t0 = now();
-		be->attn_mask(be, scores, T, H, T, 0, divisor, 0);
-		be->softmax_rows(be, pattern, scores, T * H, T);
-		*t_softmax += now() - t0;
-		t0 = now();
-		for (int h = 0; h < H; h++)
-			be->gemm(be, false, false, T, D, T, 1.0f, pattern + (size_t) h * T, H * T,
-					 v + h * D, C, 0.0f, z + h * D, C);
-		*t_gemm += now() - t0;
-	}
-}
-
-static double
-max_rel_diff(const float *a, const float *b, size_t n)
-{
-	double		d = 0,
-				m = 0;
-
-	for (size_t i = 0; i < n; i++)
-	{
-		double		e = fabs((double) a[i] - b[i]);
-
-		d = e > d ? e : d;
-		m = fabs(b[i]) > m ? fabs(b[i]) : m;
-	}
-	return m > 0 ? d / m : d;
-}
-
-static double
-median_of(double *t, int n)
-{
-	qsort(t, n, sizeof(double), cmp_double);
-	return t[n / 2];
-}
-
-#define EXP_REPS 3
-static void
-experiments(SaeBackend *be, const SaeLmConfig *cfg, int B, int T)
-{
-	int			C = cfg->d_model,
-				H = cfg->n_heads,
-				D = cfg->d_head,
-				F = cfg->d_mlp;
-	size_t		rows = (size_t) B * T;
-	float	   *Q = malloc(sizeof(float) * rows * C),
-			   *K = malloc(sizeof(float) * rows * C),
-			   *V = malloc(sizeof(float) * rows * C),
-			   *Z1 = malloc(sizeof(float) * rows * C),
-			   *Z2 = malloc(sizeof(float) * rows * C),
-			   *scores = malloc(sizeof(float) * (size_t) T * H * T),
-			   *pattern = malloc(sizeof(float) * (size_t) T * H * T),
-			   *X = malloc(sizeof(float) * rows * F),
-			   *Y1 = malloc(sizeof(float) * rows * F),
-			   *Y2 = malloc(sizeof(float) * rows * F),
-			   *W = malloc(sizeof(float) * (size_t) F * C),
-			   *A = malloc(sizeof(float) * rows * C);
-	uint64_t	s = 7;
-	double		t[EXP_REPS],
-				tg[EXP_REPS],
-				ts[EXP_REPS],
-				t0;
-	float		divisor = cfg->scale_attn ? sqrtf((float) D) : 1.0f;
-	double		sb0,
-				st0,
-				sb1,
-				st1,
-				c0 = cpu_now(),
-				hz = (double) sysconf(_SC_CLK_TCK);
-
-	stat_snap(&sb0, &st0);
-	if (!Q || !K || !V || !Z1 || !Z2 || !scores || !pattern || !X || !Y1 || !Y2 || !W || !A)
-		die("out of memory (experiments)", NULL);
-	/* activations of a plausible size: uniform in [-2, 2) for q, k, v and the MLP input */
-	for (size_t i = 0; i < rows * C; i++)
-	{
-		Q[i] = (float) ((splitmix(&s) >> 40) * 0x1p-24 * 4 - 2);
-		K[i] = (float) ((splitmix(&s) >> 40) * 0x1p-24 * 4 - 2);
-		V[i] = (float) ((splitmix(&s) >> 40) * 0x1p-24 * 4 - 2);
-		A[i] = (float) ((splitmix(&s) >> 40) * 0x1p-24 * 2 - 1);
-	}
-	for (size_t i = 0; i < rows * F; i++)
-		X[i] = (float) ((splitmix(&s) >> 40) * 0x1p-24 * 8 - 4);
-	for (size_t i = 0; i < (size_t) F * C; i++)
-		W[i] = (float) ((splitmix(&s) >> 40) * 0x1p-24 * 0.04 - 0.02);
-
-	printf("EXPERIMENTS (%d x %d tokens, median of %d runs each, after 1 unmeasured run)\n", B, T, EXP_REPS);
-
-	/* 1. attention: the engine's way vs one parallel loop over (sequence, head), causal blocks */
-	attention_engine(be, Z1, Q, K, V, B, T, H, D, divisor, scores, pattern, &tg[0], &ts[0]);
-	attention_alt(Z2, Q, K, V, B, T, H, D, divisor);
-	for (int r = 0; r < EXP_REPS; r++)
-	{
-		tg[r] = ts[r] = 0;
-		t0 = now();
-		attention_engine(be, Z1, Q, K, V, B, T, H, D, divisor, scores, pattern, &tg[r], &ts[r]);
-		t[r] = now() - t0;
-	}
-	{
-		double		te = median_of(t, EXP_REPS),
-					teg = median_of(tg, EXP_REPS),
-					tes = median_of(ts, EXP_REPS);
-
-		for (int r = 0; r < EXP_REPS; r++)
-		{
-			t0 = now();
-			attention_alt(Z2, Q, K, V, B, T, H, D, divisor);
-			t[r] = now() - t0;
-		}
-		printf("  attention, engine (be->gemm per sequence and head, attn_mask, softmax_rows): %.3f s "
-			   "(gemm %.3f s = %.1f GFLOP/s on the full T x T, mask+softmax %.3f s)\n",
-			   te, teg, 4.0 * B * H * (double) T * T * D / teg / 1e9, tes);
-		printf("  attention, alternative (omp over (seq, head), 1-thread sgemm, causal blocks of %d, "
-			   "fused mask+softmax, simd exp): %.3f s  [%.1fx; max |dz|/max|z| %.1e]\n",
-			   QB, median_of(t, EXP_REPS), te / median_of(t, EXP_REPS),
-			   max_rel_diff(Z2, Z1, rows * C));
-	}
-
-	/* 2. gelu_new */
-	be->lm_activation(be, Y1, X, rows * F, SAE_LM_GELU_NEW);
-	simd_gelu_new(Y2, X, rows * F);
-	for (int r = 0; r < EXP_REPS; r++)
-	{
-		t0 = now();
-		be->lm_activation(be, Y1, X, rows * F, SAE_LM_GELU_NEW);
-		t[r] = now() - t0;
-	}
-	{
-		double		te = median_of(t, EXP_REPS);
-
-		for (int r = 0; r < EXP_REPS; r++)
-		{
-			t0 = now();
-			simd_gelu_new(Y2, X, rows * F);
-			t[r] = now() - t0;
-		}
-		printf("  gelu_new over %zu floats, engine (tanhf per element): %.3f s; vectorised exp form: %.3f s "
-			   "[%.1fx; max |dy|/max|y| %.1e]\n", rows * F, te, median_of(t, EXP_REPS),
-			   te / median_of(t, EXP_REPS), max_rel_diff(Y2, Y1, rows * F));
-	}
-
-	/* 3. the big products alone (rows x C x F NT, rows x F x C NT, rows x C x C NT) */
-	{
-		struct
-		{
-			const char *name;
-			int			N,
-						K;
-		}			g[] = {{"rows x F x C (W_in)", F, C}, {"rows x C x F (W_out)", C, F}, {"rows x C x C (W_Q)", C, C}};
-
-		for (int k = 0; k < 3; k++)
-		{
-			for (int r = 0; r < EXP_REPS; r++)
-			{
-				t0 = now();
-				be->gemm(be, false, true, (int) rows, g[k].N, g[k].K, 1.0f,
-						 g[k].K == F ? X : A, g[k].K, W, g[k].K, 0.0f, g[k].K == F ? A : X, g[k].N);
-				t[r] = now() - t0;
-			}
-			printf("  sgemm %-22s alone: %.3f s, %.1f GFLOP/s\n", g[k].name, median_of(t, EXP_REPS),
-				   2.0 * rows * g[k].N * g[k].K / median_of(t, EXP_REPS) / 1e9);
-		}
-	}
-	stat_snap(&sb1, &st1);
-	printf("  others used %.1f%% of the machine during the experiments\n",
-		   st1 > st0 ? 100 * fmax(0, (sb1 - sb0) - (cpu_now() - c0) * hz) / (st1 - st0) : 0.0);
-	free(Q);
-	free(K);
-	free(V);
-	free(Z1);
-	free(Z2);
-	free(scores);
-	free(pattern);
-	free(X);
-	free(Y1);
-	free(Y2);
-	free(W);
-	free(A);
-}
-
 /* ---- main ---- */
 
 int
@@ -634,8 +307,7 @@ main(int argc, char **argv)
 				warmup = 1,
 				repeats = 3,
 				threads = 0;
-	bool		profile = false,
-				exper = false;
+	bool		profile = false;
 	uint64_t	seed = 42;
 	SaeError	err;
 	SaeBackend *be;
@@ -661,7 +333,7 @@ main(int argc, char **argv)
 	if (argc < 2 || argv[1][0] == '-')
 	{
 		fprintf(stderr, "usage: %s DIR [--batch B] [--seq T] [--warmup N] [--repeats N] [--threads N] "
-				"[--hook NAME] [--seed S] [--tokens FILE] [--dump FILE] [--profile] [--experiments]\n", argv[0]);
+				"[--hook NAME] [--seed S] [--tokens FILE] [--dump FILE] [--profile]\n", argv[0]);
 		return 2;
 	}
 	dir = argv[1];
@@ -670,9 +342,9 @@ main(int argc, char **argv)
 		const char *a = argv[i],
 				   *v = i + 1 < argc ? argv[i + 1] : NULL;
 
-		if (!strcmp(a, "--profile") || !strcmp(a, "--experiments"))
+		if (!strcmp(a, "--profile"))
 		{
-			*(a[2] == 'p' ? &profile : &exper) = true;
+			profile = true;
 			continue;
 		}
 		if (v == NULL)
@@ -839,12 +511,6 @@ main(int argc, char **argv)
 		}
 		printf("  %-34s %8.4f s  %5.1f%%\n", "(outside the backend ops)",
 			   (wall_timed - tot) / repeats, 100 * (wall_timed - tot) / wall_timed);
-	}
-	if (exper)
-	{
-		if (profile)
-			*be = real;			/* unwrapped: the timers would count twice */
-		experiments(be, cfg, B, T);
 	}
 	sae_lm_free(lm);
 	be->destroy(be);

@@ -21,8 +21,8 @@
 #    HF's model.transformer(input_ids, use_cache=False) under torch.inference_mode() (embeddings,
 #    block 0, ln_f; no lm_head) with eager attention, and with SDPA where HF has it for the arch;
 #    torch.set_num_threads(THREADS) and the backend's THREADS threads;
-# 5. profiles one more driver run (--profile: a timer around each backend op; --experiments: the
-#    slow parts against alternatives written in the driver), and one HF pass under torch.profiler;
+# 5. profiles one more driver run (--profile: a timer around each backend op), and one HF pass
+#    under torch.profiler;
 # 6. prints each pair and the median ratio ours/HF, the ratio line last.
 #
 # Each side's number is tokens/s = 16*512 / the median of its 3 timed passes.  HF's peer is the
@@ -191,9 +191,9 @@ done
 # ---------------------------------------------------------------- 5. profile
 if [ "$PROFILE" -eq 1 ]; then
     busy=$(wait_quiet)
-    log "profile: one more driver run with a timer around each backend op, then the experiments (machine ${busy}% busy before)"
+    log "profile: one more driver run with a timer around each backend op (machine ${busy}% busy before)"
     "$OUT/lm_forward" "$MODEL" --batch "$BATCH" --seq "$SEQ" --warmup 1 --repeats "$PASSES" \
-        --threads "$THREADS" --profile --experiments >"$OUT/profile.txt" 2>&1
+        --threads "$THREADS" --profile >"$OUT/profile.txt" 2>&1
     busy=$(wait_quiet)
     log "profile: HF (${ATTNS[-1]}) under torch.profiler (machine ${busy}% busy before)"
     python3 "$here/lm_forward.py" profile "$MODEL" --batch "$BATCH" --seq "$SEQ" --threads "$THREADS" \

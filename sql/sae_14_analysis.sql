@@ -126,3 +126,18 @@ SELECT run_id AS mlp_run FROM sae_train('{"model_name": "tiny-gpt2", "dataset_pa
 SELECT pg_temp.error_of('SELECT sae_top_logits(' || :mlp_run || ')');
 -- but it can be analysed
 SELECT n_contexts FROM sae_analyze(:mlp_run, 320, 2);
+
+-- the pages (rendered and checked in headless Chromium by scripts/test.sh; here their content)
+SELECT sae_feature_dashboard(:run, 0) LIKE '<!DOCTYPE html>%</html>' || E'\n' AS dashboard_page,
+       (SELECT count(*) FROM regexp_matches(sae_feature_dashboard(:run, 0), '<rect class="bar"', 'g')) AS bars,
+       sae_feature_dashboard(:run, 0) !~ '(src|href)=|url\(' AS self_contained;
+SELECT (SELECT count(*) FROM regexp_matches(sae_run_report(:run), '<polyline', 'g')) >= 4 AS curves,
+       sae_run_report(:run) LIKE '%l1_coefficient%' AS shows_config;
+SELECT pg_temp.error_of('SELECT sae_feature_dashboard(' || :run || ', 64)');
+SELECT pg_temp.error_of('SELECT sae_feature_dashboard(' || :run || ', -1)');
+SELECT pg_temp.error_of('SELECT sae_feature_dashboard(424242, 0)');
+SELECT pg_temp.error_of('SELECT sae_run_report(424242)');
+-- a run that was never analysed has no dashboard yet
+SELECT pg_temp.error_of('SELECT sae_feature_dashboard(' || :table_run || ', 0)');
+-- token text in a page is escaped
+SELECT sae_feature_dashboard(:run, 0) !~ '<(?!/?(html|head|meta|title|style|body|h1|h2|div|p|table|tr|td|th|span|svg|rect|line|text|br)\M|!DOCTYPE html>)' AS only_our_tags;

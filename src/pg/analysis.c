@@ -38,7 +38,6 @@ PG_FUNCTION_INFO_V1(sae_feature_activations);
 /* sae_top_logits's k above this is refused (and above the vocabulary, lowered to it). */
 #define MAX_LOGITS 100000
 
-static SPIPlanPtr logit_plan = NULL;
 static SPIPlanPtr stats_plan = NULL;
 static SPIPlanPtr example_plan = NULL;
 
@@ -98,36 +97,78 @@ check_k(int k, int max)
 				 errmsg("k must be between 1 and %d, not %d", max, k)));
 }
 
-/* One row of sae.feature_logits, also returned. */
-static void
-put_logit(ReturnSetInfo *rsinfo, RunOnModel *r, int64 run_id, int feature, bool bottom,
-		  int rank, int32 token, float logit)
-{
-	Oid			types[7] = {INT8OID, INT4OID, BOOLOID, INT4OID, INT4OID, TEXTOID, FLOAT4OID};
-	SPIPlanPtr	plan = SaePrepareOnce(&logit_plan,
-									  "INSERT INTO sae.feature_logits (run_id, feature_id, bottom, rank, "
-									  "token_id, token, logit) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-									  7, types);
-	Datum		v[7];
-	Datum		row[6];
-	bool		nulls[6] = {0};
+/* Features whose logits go into sae.feature_logits with one INSERT. */
+#define LOGIT_CHUNK 512
 
-	v[0] = Int64GetDatum(run_id);
-	v[1] = Int32GetDatum(feature);
-	v[2] = BoolGetDatum(bottom);
-	v[3] = Int32GetDatum(rank);
-	v[4] = Int32GetDatum(token);
-	v[5] = PointerGetDatum(SaeTokenText(r->lm, token));
-	v[6] = Float4GetDatum(logit);
-	SaeExecutePlan(plan, v, NULL, SPI_OK_INSERT);
-	/* returned as feature_id, rank, token_id, token, logit, bottom */
-	row[0] = v[1];
-	row[1] = v[3];
-	row[2] = v[4];
-	row[3] = v[5];
-	row[4] = v[6];
-	row[5] = v[2];
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
+/* Token texts made once per call, in the memory context of the cache array itself. */
+static Datum
+token_text(SaeLm *lm, text **cache, int32 id)
+{
+	if (cache[id] == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(cache));
+
+		cache[id] = SaeTokenText(lm, id);
+		MemoryContextSwitchTo(old);
+	}
+	return PointerGetDatum(cache[id]);
+}
+
+/*
+ * Features f0..f1-1's logits (top and bottom) as rows: returned, and stored
+ * with one INSERT of unnested arrays, which costs a fraction of a statement
+ * per row.
+ */
+static void
+put_logits(ReturnSetInfo *rsinfo, SaeLm *lm, text **cache, int64 run_id, int f0, int f1, int k,
+		   int32 *const *ids, float *const *vals)
+{
+	int			n = (f1 - f0) * 2 * k,
+				at = 0;
+	Datum	   *col[6];
+	Oid			types[6] = {INT4OID, BOOLOID, INT4OID, INT4OID, TEXTOID, FLOAT4OID};
+	Datum		args[7];
+
+	for (int c = 0; c < 6; c++)
+		col[c] = palloc(sizeof(Datum) * n);
+	for (int f = f0; f < f1; f++)
+		for (int side = 0; side < 2; side++)
+			for (int i = 0; i < k; i++, at++)
+			{
+				size_t		j = (size_t) f * k + i;
+				Datum		row[6];
+				bool		nulls[6] = {0};
+
+				col[0][at] = Int32GetDatum(f);
+				col[1][at] = BoolGetDatum(side == 1);
+				col[2][at] = Int32GetDatum(i + 1);
+				col[3][at] = Int32GetDatum(ids[side][j]);
+				col[4][at] = token_text(lm, cache, ids[side][j]);
+				col[5][at] = Float4GetDatum(vals[side][j]);
+				/* returned as feature_id, rank, token_id, token, logit, bottom */
+				row[0] = col[0][at];
+				row[1] = col[2][at];
+				row[2] = col[3][at];
+				row[3] = col[4][at];
+				row[4] = col[5][at];
+				row[5] = col[1][at];
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
+			}
+	args[0] = Int64GetDatum(run_id);
+	for (int c = 0; c < 6; c++)
+	{
+		int16		len;
+		bool		byval;
+		char		align;
+
+		get_typlenbyvalalign(types[c], &len, &byval, &align);
+		args[c + 1] = PointerGetDatum(construct_array(col[c], n, types[c], len, byval, align));
+	}
+	if (SPI_execute_with_args("INSERT INTO sae.feature_logits (run_id, feature_id, bottom, rank, token_id, token, logit) "
+							  "SELECT $1, * FROM unnest($2, $3, $4, $5, $6, $7)", 7,
+							  (Oid[]) {INT8OID, INT4ARRAYOID, BOOLARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
+							  TEXTARRAYOID, FLOAT4ARRAYOID}, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert into sae.feature_logits");
 }
 
 /*
@@ -147,7 +188,8 @@ sae_top_logits(PG_FUNCTION_ARGS)
 	float	   *vals[2];
 	size_t		n;
 	SaeError	err;
-	MemoryContext row_ctx;
+	text	  **cache;
+	MemoryContext chunk_ctx;
 
 	check_k(k, MAX_LOGITS);
 	r = open_run(run_id, "sae_top_logits");
@@ -178,19 +220,16 @@ sae_top_logits(PG_FUNCTION_ARGS)
 	if (SPI_execute_with_args("DELETE FROM sae.feature_logits WHERE run_id = $1", 1,
 							  (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(run_id)}, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from sae.feature_logits");
-	row_ctx = AllocSetContextCreate(CurrentMemoryContext, "sae logit row", ALLOCSET_DEFAULT_SIZES);
-	for (int f = 0; f < r->w.m; f++)
+	cache = palloc0(sizeof(text *) * mc->d_vocab);
+	chunk_ctx = AllocSetContextCreate(CurrentMemoryContext, "sae logit rows", ALLOCSET_DEFAULT_SIZES);
+	for (int f0 = 0; f0 < r->w.m; f0 += LOGIT_CHUNK)
 	{
-		MemoryContext old = MemoryContextSwitchTo(row_ctx);
+		MemoryContext old = MemoryContextSwitchTo(chunk_ctx);
 
-		for (int side = 0; side < 2; side++)
-			for (int i = 0; i < k; i++)
-				put_logit(rsinfo, r, run_id, f, side == 1, i + 1, ids[side][(size_t) f * k + i],
-						  vals[side][(size_t) f * k + i]);
+		put_logits(rsinfo, r->lm, cache, run_id, f0, Min(f0 + LOGIT_CHUNK, r->w.m), k, ids, vals);
 		MemoryContextSwitchTo(old);
-		MemoryContextReset(row_ctx);
-		if (f % 256 == 0)
-			CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(chunk_ctx);
+		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_finish();
 	return (Datum) 0;
