@@ -224,10 +224,10 @@ COMMENT ON FUNCTION sae_load_dataset_file(text, text, text, text, int, boolean, 
 -- Evaluation of SAEs trained on a model (src/pg/evaluate.c), as SAELens's run_evals.
 COMMENT ON COLUMN sae.train_log.ce_loss_score IS 'evaluation steps only (every wandb_log_frequency * eval_every_n_wandb_logs steps): (CE zero-ablated - CE with SAE) / (CE zero-ablated - CE clean)';
 
-CREATE FUNCTION sae_evaluate(run_id bigint, n_batches int DEFAULT 10)
+CREATE FUNCTION sae_evaluate(run_id bigint, n_batches int DEFAULT 10, dataset text DEFAULT NULL)
 RETURNS TABLE (metric text, value double precision)
-AS 'MODULE_PATHNAME', 'sae_evaluate' LANGUAGE C VOLATILE STRICT;
-COMMENT ON FUNCTION sae_evaluate(bigint, int) IS 'evaluate a run trained on a model: CE loss recovered, KL, L2, explained variance, L0; also stored in sae.runs.final_metrics->''eval''';
+AS 'MODULE_PATHNAME', 'sae_evaluate' LANGUAGE C VOLATILE CALLED ON NULL INPUT;
+COMMENT ON FUNCTION sae_evaluate(bigint, int, text) IS 'evaluate a run on a model over a token dataset (the run''s by default): CE loss recovered, KL, L2, explained variance, L0; also stored in sae.runs.final_metrics->''eval''';
 
 -- ---------------------------------------------------------------- feature analysis
 

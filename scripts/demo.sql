@@ -59,18 +59,43 @@ WHERE run_id = :run_id AND key IN ('ce_loss_score', 'ce_loss_without_sae', 'ce_l
                                    'ce_loss_with_ablation', 'kl_div_score', 'explained_variance', 'l0');
 
 \echo
-\echo '== the features that fire most on a new story, and the tokens they fire on'
+\echo '== reading the features: 200k dataset tokens through the model and the SAE (sae_analyze),'
+\echo '   and each decoder direction against the unembedding (sae_top_logits)'
+SELECT n_tokens, n_contexts, dead_features, round(mean_l0::numeric, 1) AS mean_l0
+FROM sae_analyze(:run_id, 200000, 10);
+SELECT count(*) AS logit_rows FROM sae_top_logits(:run_id, 8);
+
+\echo
+\echo '== the features that fire most on a new story: the tokens they fire on there, the tokens'
+\echo '   they promote, and the dataset context where each fires most'
 CREATE TEMP TABLE demo_acts AS
-SELECT c.pos, c.token, f.feature_id - 1 AS feature_id, f.act
-FROM sae_run_with_cache('stories',
-       'Ben and Mia went to the beach. Ben found a red shell and gave it to Mia. She said, "Thank you, Ben!" They were very happy.',
-       'blocks.1.hook_resid_pre') c,
-     LATERAL unnest(sae_encode(:run_id, c.activation)) WITH ORDINALITY AS f(act, feature_id)
-WHERE f.act > 0 AND c.pos > 0;     -- position 0 is BOS, whose residual stands apart
-SELECT feature_id, round(sum(act)::numeric, 2) AS total,
-       string_agg(format('%s(%s)', token, round(act::numeric, 1)), ' ' ORDER BY act DESC) AS top_tokens
-FROM (SELECT *, row_number() OVER (PARTITION BY feature_id ORDER BY act DESC) AS r FROM demo_acts) t
-WHERE r <= 6
-GROUP BY feature_id
-ORDER BY sum(act) DESC
-LIMIT 12;
+SELECT a.pos, a.token, f, v
+FROM sae_feature_activations(:run_id,
+       'Ben and Mia went to the beach. Ben found a red shell and gave it to Mia. She said, "Thank you, Ben!" They were very happy.') a,
+     unnest(a.feature_ids, a.activations) AS u(f, v)
+WHERE a.pos > 0;     -- position 0 is BOS, whose residual stands apart
+SELECT t.f AS feature, round(t.total::numeric, 1) AS total, t.fires_on,
+       (SELECT string_agg(token, ' ' ORDER BY rank) FROM sae.feature_logits l
+        WHERE l.run_id = :run_id AND l.feature_id = t.f AND NOT l.bottom AND l.rank <= 5) AS promotes,
+       (SELECT array_to_string(tokens, '') FROM sae.feature_examples e
+        WHERE e.run_id = :run_id AND e.feature_id = t.f AND e.rank = 1) AS top_example
+FROM (SELECT f, sum(v) AS total,
+             string_agg(format('%s(%s)', token, round(v::numeric, 1)), ' ' ORDER BY v DESC) FILTER (WHERE r <= 4) AS fires_on
+      FROM (SELECT *, row_number() OVER (PARTITION BY f ORDER BY v DESC) AS r FROM demo_acts) x
+      GROUP BY f) t
+ORDER BY t.total DESC
+LIMIT 10;
+
+\echo
+\echo '== pages: a dashboard of the feature that fires most on the story, and the run report'
+SELECT f AS top_feature FROM demo_acts GROUP BY f ORDER BY sum(v) DESC LIMIT 1 \gset
+\pset tuples_only on
+\pset format unaligned
+\o :out/feature.html
+SELECT sae_feature_dashboard(:run_id, :top_feature);
+\o :out/run.html
+SELECT sae_run_report(:run_id);
+\o
+\pset format aligned
+\pset tuples_only off
+\echo 'wrote' :out/feature.html 'and' :out/run.html

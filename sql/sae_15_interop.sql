@@ -49,6 +49,15 @@ SELECT pg_temp.matches_saelens(:v1, :'sl' || '/v1.txt') AS v1_encodes_as_saelens
 SELECT count(*) AS logits FROM sae_top_logits(:v6, 3);
 SELECT count(*) AS positions FROM sae_feature_activations(:v6, 'Once upon a time');
 
+-- and with sae_evaluate, over a dataset of the model (cfg.json's dataset is not one here)
+CREATE TABLE io_stories AS
+SELECT i AS id, format('Once upon a time, %s had a %s.', (ARRAY['Tom', 'Lily'])[1 + i % 2],
+                       (ARRAY['ball', 'cat', 'kite'])[1 + i % 3]) AS text
+FROM generate_series(1, 100) i;
+SELECT sae_create_dataset('io-stories', 'tiny-gpt2', 'SELECT text FROM io_stories ORDER BY id', 32) > 0 AS created;
+SELECT count(*) AS metrics, bool_and(value IS NOT NULL) AS measured FROM sae_evaluate(:v1, 1, 'io-stories');
+SELECT final_metrics->'eval' ? 'ce_loss_score' AS stored FROM sae.runs WHERE run_id = :v1;
+
 -- export -> import is exact
 SELECT sae_export(:v6, :'out' || '/v6-copy') = :'out' || '/v6-copy' AS exported;
 SELECT sae_import(:'out' || '/v6-copy') AS back \gset
@@ -60,11 +69,6 @@ SELECT (SELECT data FROM sae.tensors WHERE run_id = :v6 AND name = 'b_dec')
      = (SELECT data FROM sae.tensors WHERE run_id = :back AND name = 'b_dec') AS b_dec_exact;
 SELECT pg_temp.matches_saelens(:back, :'sl' || '/v6.txt') AS copy_encodes_as_saelens;
 -- a run trained here, out and back in
-CREATE TABLE io_stories AS
-SELECT i AS id, format('Once upon a time, %s had a %s.', (ARRAY['Tom', 'Lily'])[1 + i % 2],
-                       (ARRAY['ball', 'cat', 'kite'])[1 + i % 3]) AS text
-FROM generate_series(1, 100) i;
-SELECT sae_create_dataset('io-stories', 'tiny-gpt2', 'SELECT text FROM io_stories ORDER BY id', 32) > 0 AS created;
 SELECT run_id AS trained FROM sae_train('{"model_name": "tiny-gpt2", "dataset_path": "io-stories",
     "hook_point": "blocks.1.hook_resid_pre", "hook_point_layer": 1, "d_in": 32, "d_sae": 64,
     "context_size": 32, "train_batch_size": 128, "store_batch_size": 4, "n_batches_in_buffer": 4,

@@ -124,8 +124,9 @@ Datum
 sae_evaluate(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int64		run_id = PG_GETARG_INT64(0);
-	int			n_batches = PG_GETARG_INT32(1);
+	int64		run_id;
+	int			n_batches;
+	const char *dataset;
 	SaeConfig	cfg;
 	SaeRunWeights w;
 	SaeDatasetInfo ds;
@@ -140,6 +141,13 @@ sae_evaluate(PG_FUNCTION_ARGS)
 	double		values[16];
 	int			count;
 
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	{
+		InitMaterializedSRF(fcinfo, 0);		/* no run: no rows */
+		return (Datum) 0;
+	}
+	run_id = PG_GETARG_INT64(0);
+	n_batches = PG_GETARG_INT32(1);
 	if (n_batches < 1)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("n_batches must be positive")));
 	SaeRunConfig(run_id, &cfg);
@@ -149,7 +157,15 @@ sae_evaluate(PG_FUNCTION_ARGS)
 				 errmsg("run %lld was trained on a table of activations, not on a model", (long long) run_id),
 				 errhint("sae_evaluate measures SAEs in a model: CE loss with the SAE spliced in.")));
 	lm = SaeGetModel(cfg.model_name);
-	SaeDatasetLookup(cfg.dataset_path, &ds);
+	/* the run's own dataset, or another of the same model (imported SAEs have none here) */
+	dataset = PG_ARGISNULL(2) ? cfg.dataset_path : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	SaeDatasetLookup(dataset, &ds);
+	if (strcmp(ds.model, cfg.model_name) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("dataset \"%s\" was tokenized for model \"%s\", run %lld reads model \"%s\"",
+						dataset, ds.model, (long long) run_id, cfg.model_name)));
+	cfg.context_size = ds.context_size;
 	SaeLoadRunWeights(run_id, &w);
 	n = (int64) n_batches * cfg.store_batch_size;
 	tokens = palloc_extended(sizeof(int32) * n * cfg.context_size, MCXT_ALLOC_HUGE);
@@ -157,7 +173,7 @@ sae_evaluate(PG_FUNCTION_ARGS)
 	src = SaeDatasetTokens(ds.dataset_id, (int) cfg.context_size);
 	got = src.read(src.ctx, tokens, n, &err);
 	if (got <= 0)
-		ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND), errmsg("dataset \"%s\" has no contexts", cfg.dataset_path)));
+		ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND), errmsg("dataset \"%s\" has no contexts", dataset)));
 	SaeEvaluateWeights(lm, &cfg, &w, tokens, (int) got, &r);
 	SaeStoreEvalFinal(run_id, &r);
 	SPI_finish();

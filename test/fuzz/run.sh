@@ -33,7 +33,7 @@ cflags=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
 	-std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Isrc/core)
 # The engine's file parsers: plain C, no BLAS, no OpenMP.
 engine=()
-for f in error json mapfile safetensors torch_pickle tokenizer lm_config dataset_file; do
+for f in error json mapfile safetensors torch_pickle tokenizer lm_config dataset_file saelens; do
 	if [ -f "src/core/$f.c" ]; then engine+=("src/core/$f.c"); fi
 done
 echo "fuzzing with $cc for ${secs}s per target; output in $work"

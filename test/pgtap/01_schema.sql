@@ -146,7 +146,7 @@ SELECT has_function('public', 'sae_create_dataset', ARRAY['text', 'text', 'text'
                     'sae_create_dataset(text, text, text, int, boolean, text) exists');
 SELECT has_function('public', 'sae_load_dataset_file', ARRAY['text', 'text', 'text', 'text', 'integer', 'boolean', 'text'],
                     'sae_load_dataset_file(text, text, text, text, int, boolean, text) exists');
-SELECT has_function('public', 'sae_evaluate', ARRAY['bigint', 'integer'], 'sae_evaluate(bigint, int) exists');
+SELECT has_function('public', 'sae_evaluate', ARRAY['bigint', 'integer', 'text'], 'sae_evaluate(bigint, int, text) exists');
 
 -- feature analysis and SAELens folders
 SELECT col_is_pk('sae', 'feature_logits', ARRAY['run_id', 'feature_id', 'bottom', 'rank'],
