@@ -68,6 +68,7 @@ SELECT count(*) AS logit_rows FROM sae_top_logits(:run_id, 8);
 \echo
 \echo '== the features that fire most on a new story: the tokens they fire on there, the tokens'
 \echo '   they promote, and the dataset context where each fires most'
+\set QUIET on
 CREATE TEMP TABLE demo_acts AS
 SELECT a.pos, a.token, f, v
 FROM sae_feature_activations(:run_id,
@@ -98,4 +99,5 @@ SELECT sae_run_report(:run_id);
 \o
 \pset format aligned
 \pset tuples_only off
+\set QUIET off
 \echo 'wrote' :out/feature.html 'and' :out/run.html

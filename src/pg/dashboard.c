@@ -38,7 +38,7 @@ static const char *const dashboard_style =
 ".ex .act{display:inline-block;width:70px;color:#555;font-size:12px}"
 ".tok{border:1px solid #eee;border-radius:3px;margin:0 1px}.top{outline:2px solid #c2410c}"
 "svg text{font-size:11px;fill:#444}.bar{fill:#ea580c}.line{fill:none;stroke:#2563eb;stroke-width:1.5}"
-".axis{stroke:#999;stroke-width:1}.note{color:#777;font-size:13px}";
+".axis{stroke:#999;stroke-width:1}.dot{fill:#2563eb}.note{color:#777;font-size:13px}";
 
 /* Run a read-only query with int8 arguments; rows are in SPI_tuptable. */
 static uint64
@@ -148,7 +148,7 @@ append_logits(StringInfo buf, int64 run_id, int64 feature, bool bottom)
 	for (uint64 i = 0; i < n; i++)
 	{
 		appendStringInfoString(buf, "<tr><td><span class=\"tok\">");
-		SaeHtmlToken(buf, cell(i, 1));
+		SaeHtmlToken(buf, cell(i, 1), false);
 		appendStringInfo(buf, "</span></td><td class=\"num %s\">%+.3f</td></tr>", bottom ? "neg" : "pos",
 						 cell_num(i, 2));
 	}
@@ -197,7 +197,7 @@ append_examples(StringInfo buf, int64 run_id, int64 feature, double max_act)
 
 			appendStringInfo(buf, "<span class=\"tok%s\" style=\"background-color:hsl(25,95%%,%.1f%%)\" title=\"%.3f\">",
 							 j == top ? " top" : "", 100 - 48 * t, a);
-			SaeHtmlToken(buf, TextDatumGetCString(toks[j]));
+			SaeHtmlToken(buf, TextDatumGetCString(toks[j]), false);
 			appendStringInfoString(buf, "</span>");
 		}
 		appendStringInfoString(buf, "</div>\n");
@@ -266,6 +266,16 @@ sae_feature_dashboard(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(page);
 }
 
+/* Where v of [lo, hi] falls on a plot axis running from a to b (SVG user units). */
+static double
+scale(double v, double lo, double hi, double a, double b)
+{
+	return a + (b - a) * (v - lo) / (hi - lo);
+}
+
+/* Points of a chart with fewer than this many get a dot each (a single point shows at all). */
+#define CHART_DOTS_MAX 60
+
 /* A line chart of y against x (NaN points skipped); nothing if no point is finite. */
 static void
 append_line_chart(StringInfo buf, const char *title, const double *x, const double *y, int n)
@@ -297,10 +307,15 @@ append_line_chart(StringInfo buf, const char *title, const double *x, const doub
 					 "<polyline class=\"line\" points=\"", PLOT_W, PLOT_H, PLOT_W, PLOT_H);
 	for (int i = 0; i < n; i++)
 		if (isfinite(y[i]))
-			appendStringInfo(buf, "%.1f,%.1f ",
-							 PLOT_PAD + (PLOT_W - 2 * PLOT_PAD) * (x[i] - x0) / (x1 - x0),
-							 PLOT_H - PLOT_PAD - (PLOT_H - 2 * PLOT_PAD) * (y[i] - y0) / (y1 - y0));
-	appendStringInfo(buf, "\"/><line class=\"axis\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>"
+			appendStringInfo(buf, "%.1f,%.1f ", scale(x[i], x0, x1, PLOT_PAD, PLOT_W - PLOT_PAD),
+							 scale(y[i], y0, y1, PLOT_H - PLOT_PAD, PLOT_PAD));
+	appendStringInfoString(buf, "\"/>");
+	for (int i = 0; i < n && shown < CHART_DOTS_MAX; i++)
+		if (isfinite(y[i]))
+			appendStringInfo(buf, "<circle class=\"dot\" cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\"/>",
+							 scale(x[i], x0, x1, PLOT_PAD, PLOT_W - PLOT_PAD),
+							 scale(y[i], y0, y1, PLOT_H - PLOT_PAD, PLOT_PAD));
+	appendStringInfo(buf, "<line class=\"axis\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>"
 					 "<line class=\"axis\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>",
 					 PLOT_PAD, PLOT_H - PLOT_PAD, PLOT_W - PLOT_PAD, PLOT_H - PLOT_PAD,
 					 PLOT_PAD, PLOT_PAD, PLOT_PAD, PLOT_H - PLOT_PAD);

@@ -46,8 +46,8 @@ SaeHtmlEscape(StringInfo buf, const char *s)
  * A token as shown: each newline as a visible mark, followed by a line
  * break in the text (breaks) or not (the hover box).
  */
-static void
-append_token(StringInfo buf, const char *s, bool breaks)
+void
+SaeHtmlToken(StringInfo buf, const char *s, bool breaks)
 {
 	for (const char *nl; (nl = strchr(s, '\n')) != NULL; s = nl + 1)
 	{
@@ -55,13 +55,6 @@ append_token(StringInfo buf, const char *s, bool breaks)
 		appendStringInfoString(buf, breaks ? "<span class=\"nl\">\xE2\x86\xB5</span><br>" : "\xE2\x86\xB5");
 	}
 	SaeHtmlEscape(buf, s);
-}
-
-/* A token for a page's text: newlines shown and kept. */
-void
-SaeHtmlToken(StringInfo buf, const char *s)
-{
-	append_token(buf, s, true);
 }
 
 /* Background colour for a token: white when certain, deep red when unlikely. */
@@ -97,7 +90,7 @@ append_tip(StringInfo buf, const SaeLogProbRow *r)
 	for (int i = 0; i < r->n_top; i++)
 	{
 		appendStringInfo(buf, "<tr><td>%d</td><td>|", i + 1);
-		append_token(buf, text_to_cstring(r->top_tokens[i]), false);
+		SaeHtmlToken(buf, text_to_cstring(r->top_tokens[i]), false);
 		appendStringInfo(buf, "|</td><td>%.3f</td></tr>", r->top_log_probs[i]);
 	}
 	appendStringInfoString(buf, "</table></span>");
@@ -131,7 +124,7 @@ SaeLogProbsHtml(const char *model, const SaeLogProbRow *rows, int n)
 			appendStringInfoChar(&buf, '"');
 		}
 		appendStringInfoChar(&buf, '>');
-		append_token(&buf, text_to_cstring(r->token), true);
+		SaeHtmlToken(&buf, text_to_cstring(r->token), true);
 		if (p > 0)
 			append_tip(&buf, r);
 		appendStringInfoString(&buf, "</span>");

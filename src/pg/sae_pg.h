@@ -87,9 +87,9 @@ typedef struct SaeLogProbRow
 	double	   *top_log_probs;
 } SaeLogProbRow;
 extern text *SaeLogProbsHtml(const char *model, const SaeLogProbRow *rows, int n);
-/* html.c: text escaped for HTML, and a token with its newlines shown */
+/* html.c: text escaped for HTML, and a token with its newlines shown (and kept, if breaks) */
 extern void SaeHtmlEscape(StringInfo buf, const char *s);
-extern void SaeHtmlToken(StringInfo buf, const char *s);
+extern void SaeHtmlToken(StringInfo buf, const char *s, bool breaks);
 
 /* arrays of float4 */
 extern ArrayType *SaeFloatArray(const float *values, int n);
