@@ -1,12 +1,12 @@
 /*
  * backend_cpu_lm.c — the CPU backend's language-model ops: LayerNorm, the
- * MLP nonlinearity, residual adds and the attention mask and softmax.
+ * MLP nonlinearity, residual adds, the attention mask and softmax, and a
+ * fused attention for passes that do not look at the scores.
  *
- * The matrix products of the model go through the backend's gemm
- * (OpenBLAS); these are the passes between them.  Each follows HF
- * transformers' float32 math (reference/models.md §3.3); the LayerNorm
- * statistics are taken in double, which keeps them within float rounding
- * of torch's.
+ * The model's weight products go through the backend's gemm (OpenBLAS);
+ * these are the passes between them.  Each follows HF transformers' float32
+ * math (reference/models.md §3.3) up to rounding: the LayerNorm statistics
+ * are taken in double, exp is a vectorised polynomial (within 2 ulp).
  */
 #include "backend.h"
 
