@@ -76,9 +76,9 @@ FROM sae_feature_activations(:run_id,
      unnest(a.feature_ids, a.activations) AS u(f, v)
 WHERE a.pos > 0;     -- position 0 is BOS, whose residual stands apart
 SELECT t.f AS feature, round(t.total::numeric, 1) AS total, t.fires_on,
-       (SELECT string_agg(token, ' ' ORDER BY rank) FROM sae.feature_logits l
+       (SELECT replace(string_agg(token, ' ' ORDER BY rank), E'\n', '↵') FROM sae.feature_logits l
         WHERE l.run_id = :run_id AND l.feature_id = t.f AND NOT l.bottom AND l.rank <= 5) AS promotes,
-       (SELECT array_to_string(tokens, '') FROM sae.feature_examples e
+       (SELECT replace(array_to_string(tokens, ''), E'\n', '↵') FROM sae.feature_examples e
         WHERE e.run_id = :run_id AND e.feature_id = t.f AND e.rank = 1) AS top_example
 FROM (SELECT f, sum(v) AS total,
              string_agg(format('%s(%s)', token, round(v::numeric, 1)), ' ' ORDER BY v DESC) FILTER (WHERE r <= 4) AS fires_on
