@@ -124,6 +124,13 @@ typedef struct Fwd
 	int			Tk;				/* keys per query: pos0 + T */
 } Fwd;
 
+/* Whether a hook is the one at (kind, layer). */
+static bool
+hook_is(SaeHook hook, SaeHookKind kind, int layer)
+{
+	return hook.kind == kind && hook.layer == layer;
+}
+
 /*
  * A hook point: rows row0.. of the activation act (width floats each) go to
  * every capture of this hook, after the edit callback, if it is this hook,
@@ -134,7 +141,7 @@ site(Fwd *f, SaeHookKind kind, int layer, float *act, int64_t row0, int rows, in
 {
 	const SaeLmRequest *r = f->req;
 
-	if (r->edit_on && r->edit_hook.kind == kind && r->edit_hook.layer == layer)
+	if (r->edit_on && hook_is(r->edit_hook, kind, layer))
 	{
 		int			rc = r->edit(r->edit_arg, act, row0, rows, width, f->err);
 
@@ -146,7 +153,7 @@ site(Fwd *f, SaeHookKind kind, int layer, float *act, int64_t row0, int rows, in
 		const SaeLmCapture *c = &r->captures[i];
 		size_t		bytes = sizeof(float) * (size_t) rows * width;
 
-		if (c->hook.kind != kind || c->hook.layer != layer)
+		if (!hook_is(c->hook, kind, layer))
 			continue;
 		if (c->dst_on_device)
 			f->be->copy(f->be, c->dst + row0 * width, act, bytes);
@@ -329,10 +336,10 @@ attn_window(const SaeLmConfig *c, int layer)
 static bool
 hook_used(const SaeLmRequest *r, SaeHookKind kind, int layer)
 {
-	if (r->edit_on && r->edit_hook.kind == kind && r->edit_hook.layer == layer)
+	if (r->edit_on && hook_is(r->edit_hook, kind, layer))
 		return true;
 	for (int i = 0; i < r->n_captures; i++)
-		if (r->captures[i].hook.kind == kind && r->captures[i].hook.layer == layer)
+		if (hook_is(r->captures[i].hook, kind, layer))
 			return true;
 	return false;
 }

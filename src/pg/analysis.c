@@ -66,21 +66,13 @@ open_run(int64 run_id, const char *what)
 {
 	RunOnModel *r = palloc0(sizeof(RunOnModel));
 	MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
-	SaeError	err;
 
 	SaeRunConfig(run_id, &r->cfg);
-	if (r->cfg.model_name[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("run %lld was trained on a table of activations, not on a model", (long long) run_id),
-				 errhint("%s reads features through the language model they were trained on.", what)));
-	r->lm = SaeGetModel(r->cfg.model_name);
+	r->lm = SaeRunModel(run_id, &r->cfg,
+						psprintf("%s reads features through the language model they were trained on.", what));
 	r->hook = SaeConfigHook(r->lm, &r->cfg, r->cfg.hook_point_layer);
 	SaeLoadRunWeights(run_id, &r->w);
-	if (sae_weights_create(sae_lm_backend(r->lm), r->w.d, r->w.m, r->w.sae_type,
-						   r->w.apply_b_dec_to_input, r->w.w_enc, r->w.b_enc, r->w.w_dec,
-						   r->w.b_dec, &r->sae, &err) != SAE_OK)
-		SaeReportError(&err);
+	r->sae = SaeUploadRunWeights(sae_lm_backend(r->lm), &r->w);
 	/* the backend's copy goes when this call's memory does, on error too */
 	cb->func = free_sae;
 	cb->arg = r;
@@ -426,7 +418,6 @@ sae_analyze(PG_FUNCTION_ARGS)
 	int			k = PG_GETARG_INT32(2);
 	RunOnModel *r;
 	SaeDatasetInfo ds;
-	const char *dataset;
 	SaeFeatureStats *volatile stats = NULL;
 	SaeError	err;
 	AnalysisResult res;
@@ -441,15 +432,7 @@ sae_analyze(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("n_tokens must be positive")));
 	INSTR_TIME_SET_CURRENT(start);
 	r = open_run(run_id, "sae_analyze");
-	dataset = PG_ARGISNULL(3) ? r->cfg.dataset_path : text_to_cstring(PG_GETARG_TEXT_PP(3));
-	SaeDatasetLookup(dataset, &ds);
-	if (strcmp(ds.model, r->cfg.model_name) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("dataset \"%s\" was tokenized for model \"%s\", run %lld reads model \"%s\"",
-						dataset, ds.model, (long long) run_id, r->cfg.model_name),
-				 errhint("Make a dataset with the run's model: sae_create_dataset(name, '%s', query).",
-						 r->cfg.model_name)));
+	SaeRunDataset(run_id, &r->cfg, PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)), &ds);
 	PG_TRY();
 	{
 		if (sae_feature_stats_create(r->w.m, k, EXAMPLE_BEFORE, EXAMPLE_AFTER,
@@ -459,7 +442,7 @@ sae_analyze(PG_FUNCTION_ARGS)
 		analyze_contexts(r, &ds, stats, Min((want_tokens + ds.context_size - 1) / ds.context_size,
 											ds.n_contexts), &res);
 		store_analysis(run_id, r->lm, stats, r->w.m, k);
-		store_summary(run_id, dataset, res.n_tokens, res.n_contexts, res.dead, res.mean_l0);
+		store_summary(run_id, ds.name, res.n_tokens, res.n_contexts, res.dead, res.mean_l0);
 		SPI_finish();
 	}
 	PG_FINALLY();

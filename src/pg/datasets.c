@@ -362,6 +362,7 @@ SaeDatasetLookup(const char *name, SaeDatasetInfo *info)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("token dataset \"%s\" does not exist", name),
 				 errhint("Make it with sae_create_dataset(name, model, query) or sae_load_dataset_file.")));
+	info->name = MemoryContextStrdup(caller, name);
 	info->dataset_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	info->context_size = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	info->model = MemoryContextStrdup(caller, TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)));

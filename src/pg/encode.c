@@ -38,12 +38,9 @@ load_weights(SaeBackend *be, int64 run_id, int *d_out, int *m_out)
 {
 	SaeRunWeights rw;
 	SaeWeights *w;
-	SaeError	err;
 
 	SaeLoadRunWeights(run_id, &rw);
-	if (sae_weights_create(be, rw.d, rw.m, rw.sae_type, rw.apply_b_dec_to_input,
-						   rw.w_enc, rw.b_enc, rw.w_dec, rw.b_dec, &w, &err) != SAE_OK)
-		SaeReportError(&err);
+	w = SaeUploadRunWeights(be, &rw);
 	SaeFreeRunWeights(&rw);
 	*d_out = rw.d;
 	*m_out = rw.m;

@@ -40,9 +40,7 @@ SaeEvaluateWeights(SaeLm *lm, const SaeConfig *cfg, const SaeRunWeights *w,
 	spec.d_in = w->d;
 	spec.d_sae = w->m;
 	spec.should_stop = SaeStopIfInterrupted;
-	if (sae_weights_create(sae_lm_backend(lm), w->d, w->m, w->sae_type, w->apply_b_dec_to_input,
-						   w->w_enc, w->b_enc, w->w_dec, w->b_dec, (SaeWeights **) &sae, &err) != SAE_OK)
-		SaeReportError(&err);
+	sae = SaeUploadRunWeights(sae_lm_backend(lm), w);
 	spec.sae = sae;
 	PG_TRY();
 	{
@@ -126,7 +124,6 @@ sae_evaluate(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int64		run_id;
 	int			n_batches;
-	const char *dataset;
 	SaeConfig	cfg;
 	SaeRunWeights w;
 	SaeDatasetInfo ds;
@@ -151,20 +148,8 @@ sae_evaluate(PG_FUNCTION_ARGS)
 	if (n_batches < 1)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("n_batches must be positive")));
 	SaeRunConfig(run_id, &cfg);
-	if (cfg.model_name[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("run %lld was trained on a table of activations, not on a model", (long long) run_id),
-				 errhint("sae_evaluate measures SAEs in a model: CE loss with the SAE spliced in.")));
-	lm = SaeGetModel(cfg.model_name);
-	/* the run's own dataset, or another of the same model (imported SAEs have none here) */
-	dataset = PG_ARGISNULL(2) ? cfg.dataset_path : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	SaeDatasetLookup(dataset, &ds);
-	if (strcmp(ds.model, cfg.model_name) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("dataset \"%s\" was tokenized for model \"%s\", run %lld reads model \"%s\"",
-						dataset, ds.model, (long long) run_id, cfg.model_name)));
+	lm = SaeRunModel(run_id, &cfg, "sae_evaluate measures SAEs in a model: CE loss with the SAE spliced in.");
+	SaeRunDataset(run_id, &cfg, PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)), &ds);
 	cfg.context_size = ds.context_size;
 	SaeLoadRunWeights(run_id, &w);
 	n = (int64) n_batches * cfg.store_batch_size;
@@ -173,7 +158,7 @@ sae_evaluate(PG_FUNCTION_ARGS)
 	src = SaeDatasetTokens(ds.dataset_id, (int) cfg.context_size);
 	got = src.read(src.ctx, tokens, n, &err);
 	if (got <= 0)
-		ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND), errmsg("dataset \"%s\" has no contexts", dataset)));
+		ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND), errmsg("dataset \"%s\" has no contexts", ds.name)));
 	SaeEvaluateWeights(lm, &cfg, &w, tokens, (int) got, &r);
 	SaeStoreEvalFinal(run_id, &r);
 	SPI_finish();

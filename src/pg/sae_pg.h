@@ -19,6 +19,7 @@
 #include "error.h"
 #include "lm.h"
 #include "eval.h"
+#include "infer.h"
 #include "lm_source.h"
 #include "run.h"
 
@@ -65,6 +66,7 @@ typedef struct SaeDatasetInfo
 {
 	int64		dataset_id;
 	int			context_size;
+	char	   *name;
 	char	   *model;
 	int64		n_contexts;
 } SaeDatasetInfo;
@@ -126,6 +128,12 @@ extern void SaeFreeRunWeights(SaeRunWeights *w);
 extern void SaeStoreFeatureRows(int64 run_id, const SaeRunWeights *w, const float *rate);
 /* the config a run was trained with (ERROR if there is no such run) */
 extern void SaeRunConfig(int64 run_id, SaeConfig *cfg);
+/* a run's weights uploaded to a backend for encoding (ERROR if that fails) */
+extern SaeWeights *SaeUploadRunWeights(SaeBackend *be, const SaeRunWeights *w);
+/* the model a run was trained on; ERROR for runs of a table, with hint saying why a model is needed */
+extern SaeLm *SaeRunModel(int64 run_id, const SaeConfig *cfg, const char *hint);
+/* a token dataset of the run's model: name, or the run's own when NULL */
+extern void SaeRunDataset(int64 run_id, const SaeConfig *cfg, const char *name, SaeDatasetInfo *ds);
 
 /* evaluate.c: SAELens's evaluation of runs on a model */
 extern void SaeEvaluateWeights(SaeLm *lm, const SaeConfig *cfg, const SaeRunWeights *w,

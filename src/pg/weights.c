@@ -163,3 +163,40 @@ SaeRunConfig(int64 run_id, SaeConfig *cfg)
 	SPI_finish();
 	SaeParseConfig(config, cfg);
 }
+
+SaeWeights *
+SaeUploadRunWeights(SaeBackend *be, const SaeRunWeights *w)
+{
+	SaeWeights *out;
+	SaeError	err;
+
+	if (sae_weights_create(be, w->d, w->m, w->sae_type, w->apply_b_dec_to_input, w->w_enc,
+						   w->b_enc, w->w_dec, w->b_dec, &out, &err) != SAE_OK)
+		SaeReportError(&err);
+	return out;
+}
+
+SaeLm *
+SaeRunModel(int64 run_id, const SaeConfig *cfg, const char *hint)
+{
+	if (cfg->model_name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("run %lld was trained on a table of activations, not on a model", (long long) run_id),
+				 errhint("%s", hint)));
+	return SaeGetModel(cfg->model_name);
+}
+
+/* The dataset's tokens must be the model's: another tokenizer's ids would mean other tokens. */
+void
+SaeRunDataset(int64 run_id, const SaeConfig *cfg, const char *name, SaeDatasetInfo *ds)
+{
+	SaeDatasetLookup(name ? name : cfg->dataset_path, ds);
+	if (strcmp(ds->model, cfg->model_name) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("dataset \"%s\" was tokenized for model \"%s\", run %lld reads model \"%s\"",
+						ds->name, ds->model, (long long) run_id, cfg->model_name),
+				 errhint("Make a dataset with the run's model: sae_create_dataset(name, '%s', query).",
+						 cfg->model_name)));
+}
