@@ -28,7 +28,7 @@ MODEL_CACHE=${MODEL_CACHE:-/tmp/sae-bench-train-lm-model}
 OUT=${OUT:-$(mktemp -d -t sae-bench-top-logits.XXXXXX)}
 mkdir -p "$OUT"
 chmod a+rx "$OUT"
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+. "$here/machine.sh"     # log
 
 if [ "$BUILD" -eq 1 ]; then
     log "building and installing the extension"
