@@ -5,7 +5,8 @@
  * tensor memory themselves: they hold opaque pointers returned by alloc()
  * and ask the backend to move data and compute.  The CPU backend
  * (backend_cpu.c, OpenBLAS) is the reference; a CUDA backend implements the
- * same table with device pointers, so nothing above this interface changes.
+ * same table with device pointers (kernels/, opened through device.h), so
+ * nothing above this interface changes.
  *
  * Conventions: matrices are row-major float32; "rows x cols".  B is the
  * number of tokens in a batch, d = d_in, m = d_sae.  Reductions that the
@@ -136,7 +137,8 @@ struct SaeBackend
 	 * Sparse path, used when few features fire (the usual state of a
 	 * trained SAE).  sparsify lists the positive entries of f (B x m) by
 	 * row (row_ptr B+1, col_idx) and by column (col_ptr m+1, row_idx);
-	 * it returns nnz, or -1 if nnz would exceed capacity (nothing written).
+	 * it returns nnz, or -1 if nnz would exceed capacity (then only row_ptr
+	 * has been written).
 	 */
 	int64_t		(*sparsify) (SaeBackend *be, const float *f, int B, int m,
 							 int32_t *row_ptr, int32_t *col_idx,
@@ -208,8 +210,17 @@ struct SaeBackend
 
 	void		(*destroy) (SaeBackend *be);
 
+	/*
+	 * The first device error since the backend was made (NULL: none, or a
+	 * backend that cannot fail this way).  Waits for queued work first.
+	 * After an error every op does nothing, so callers check once per step.
+	 */
+	const char *(*device_error) (SaeBackend *be);
+
 	/* alloc returns host memory: model weights may be used from a file mapping in place */
 	bool		host_memory;
+	/* whose memory alloc returns: -1 the host's, else GPU N's; equal values share pointers */
+	int			device_index;
 };
 
 /* The CPU backend (OpenBLAS).  threads <= 0 keeps OpenBLAS's default. */

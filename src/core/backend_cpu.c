@@ -12,6 +12,7 @@
 #define _DEFAULT_SOURCE			/* madvise's MADV_HUGEPAGE */
 
 #include "backend.h"
+#include "backend_math.h"
 #include "rng.h"
 
 #include <cblas.h>
@@ -249,9 +250,7 @@ cpu_encode_activate(SaeBackend *be, float *h, const float *b_enc, float *f,
 				hr[i] = pre;
 				if (noise_scale > 0)
 					z += noise_scale * sae_normal(seed, noise_stream, (uint64_t) b * m + i);
-				out = z > 0 ? z : 0;
-				if (act == SAE_ACT_TANH_RELU)
-					out = tanhf(out);
+				out = sae_activate(z, act == SAE_ACT_TANH_RELU);
 				fr[i] = out;
 				if (out > 0)
 				{
@@ -348,19 +347,6 @@ cpu_mse_forward_backward(SaeBackend *be, const float *x, const float *xhat,
 	free(stats);
 }
 
-/* d||f||_p / df_i for f_i >= 0, given the row norm. */
-static inline float
-lp_norm_grad(float f, float norm, double lp)
-{
-	if (f <= 0 || norm <= 0)
-		return 0;
-	if (lp == 1.0)
-		return 1;
-	if (lp == 2.0)
-		return f / norm;
-	return (float) (pow(f, lp - 1) / pow(norm, lp - 1));
-}
-
 static void
 cpu_activation_backward(SaeBackend *be, float *dh, const float *f,
 						const float *row_norm, const float *row_scale,
@@ -380,7 +366,7 @@ cpu_activation_backward(SaeBackend *be, float *dh, const float *f,
 
 			if (fi > 0)
 			{
-				float		g = gr[i] + s * lp_norm_grad(fi, norm, lp);
+				float		g = gr[i] + s * sae_lp_norm_grad(fi, norm, lp);
 
 				gr[i] = act == SAE_ACT_TANH_RELU ? g * (1 - fi * fi) : g;
 			}
@@ -635,33 +621,16 @@ cpu_sparse_weight_grad(SaeBackend *be, const int32_t *col_ptr, const int32_t *ro
 	}
 }
 
-/* torch.optim.Adam's single-tensor update, operation for operation. */
+/* torch.optim.Adam's single-tensor update (backend_math.h). */
 static void
 cpu_adam(SaeBackend *be, float *param, const float *grad, float *m1, float *m2,
 		 size_t n, double lr, double beta1, double beta2, double eps, int64_t t)
 {
-	double		bc1 = 1 - pow(beta1, (double) t);
-	double		bc2_sqrt = sqrt(1 - pow(beta2, (double) t));
-	float		step_size = (float) (lr / bc1);
-	float		w = (float) (1 - beta1);
-	float		b2 = (float) beta2;
-	float		one_minus_b2 = (float) (1 - beta2);
-	float		bc2s = (float) bc2_sqrt;
-	float		epsf = (float) eps;
+	SaeAdamStep s = sae_adam_step(lr, beta1, beta2, eps, t);
 
 #pragma omp parallel for schedule(static) if(n >= SAE_PARALLEL_MIN)
 	for (size_t i = 0; i < n; i++)
-	{
-		float		g = grad[i];
-		float		m = m1[i];
-		float		v;
-
-		m = w < 0.5f ? m + w * (g - m) : g - (g - m) * (1 - w);
-		v = m2[i] * b2 + g * g * one_minus_b2;
-		m1[i] = m;
-		m2[i] = v;
-		param[i] += -step_size * (m / (sqrtf(v) / bc2s + epsf));
-	}
+		sae_adam_update(&s, &param[i], grad[i], &m1[i], &m2[i]);
 }
 
 static double
@@ -743,6 +712,7 @@ sae_backend_cpu_create(int threads)
 	be->weiszfeld_step = cpu_weiszfeld_step;
 	be->destroy = cpu_destroy;
 	be->host_memory = true;
+	be->device_index = -1;
 	sae_backend_cpu_lm_ops(be);
 	/* every call sets the count, so "0: all cores" undoes an earlier 1 */
 	if (threads <= 0)

@@ -8,6 +8,7 @@
  * sae_config_finish.
  */
 #include "config.h"
+#include "device.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -35,7 +36,6 @@ static const char *const lr_choices[] = {"constant", "cosineannealing", "cosinea
 static const char *const sae_type_choices[] = {"unit_norm_sae", "tanh_sae", NULL};
 static const char *const mse_norm_choices[] = {"dense_batch", NULL};
 static const char *const l1_norm_choices[] = {"l2_squared", NULL};
-static const char *const device_choices[] = {"cpu", "cuda", "auto", NULL};
 
 #define OFF(f) offsetof(SaeConfig, f)
 #define STR(f) SAE_KEY_STRING, OFF(f), sizeof(((SaeConfig *) 0)->f), 0, 0
@@ -94,7 +94,8 @@ static const KeyDef keys[] = {
 	{"checkpoint_path", STR(checkpoint_path), NULLABLE, NULL},
 	{"from_pretrained_run", INT(from_pretrained_run, 1, BIG), NULLABLE, NULL},
 	{"seed", INT(seed, -BIG, BIG), NOT_NULLABLE, NULL},
-	{"device", STR(device), NOT_NULLABLE, device_choices},
+	{"device", STR(device), NOT_NULLABLE, NULL},
+	{"allow_tf32", BOOL(allow_tf32), NOT_NULLABLE, NULL},
 	{"dtype", STR(dtype), NOT_NULLABLE, NULL},
 	{"verbose", BOOL(verbose), NOT_NULLABLE, NULL},
 };
@@ -344,6 +345,13 @@ set_string(SaeConfig *cfg, const KeyDef *k, const char *s, SaeError *err)
 	}
 	if (strcmp(k->name, "dtype") == 0)
 		return set_dtype(cfg, s, err);
+	if (strcmp(k->name, "device") == 0)
+	{
+		SaeDeviceRequest req;
+
+		if (sae_device_parse(s, &req, err) != SAE_OK)
+			return err->code;
+	}
 	strcpy(field, s);
 	return SAE_OK;
 }

@@ -105,7 +105,8 @@ typedef struct SaeConfig
 
 	/* misc */
 	int64_t		seed;
-	char		device[32];
+	char		device[32];		/* "cpu", "cuda", "cuda:N", "auto" (device.h) */
+	bool		allow_tf32;		/* CUDA: TF32 tensor cores in the GEMMs (ours; torch's allow_tf32) */
 	char		dtype[32];
 	bool		verbose;
 

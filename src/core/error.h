@@ -19,6 +19,7 @@ typedef enum SaeErrCode
 	SAE_ERR_NOT_SUPPORTED,
 	SAE_ERR_CANCELLED,			/* the should_stop callback said so */
 	SAE_ERR_IO,					/* a download or a write into the model cache failed */
+	SAE_ERR_DEVICE,				/* the GPU, its driver or the CUDA libraries failed */
 	SAE_ERR_INTERNAL
 } SaeErrCode;
 

@@ -10,6 +10,7 @@
  * head by head as GEMMs over the [T, n_heads * d_head] activations, with
  * scores laid out [query][head][key].
  */
+#include "device.h"
 #include "lm_internal.h"
 
 #include <math.h>
@@ -548,7 +549,9 @@ sae_lm_forward(SaeLm *lm, const SaeLmRequest *req, SaeError *err)
 			(rc = mlp_block(&f, l)) != SAE_OK)
 			return rc;
 	}
-	return wants_final(req) ? unembed(&f) : SAE_OK;
+	if (wants_final(req) && (rc = unembed(&f)) != SAE_OK)
+		return rc;
+	return sae_backend_check(lm->be, err);
 }
 
 int
@@ -574,5 +577,5 @@ sae_lm_unembed_rows(SaeLm *lm, const float *x, int rows, float *out, SaeError *e
 	be->to_host(be, out, dout, sizeof(float) * rows * V);
 	be->free(be, dx);
 	be->free(be, dout);
-	return SAE_OK;
+	return sae_backend_check(be, err);
 }

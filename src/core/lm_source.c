@@ -10,7 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One hook's rows waiting to be read: [head, tail) of data. */
+/*
+ * One hook's rows waiting to be read: [head, tail) of data, which is
+ * memory of the model's backend (on a GPU, device memory), so that a run
+ * on the same device takes its rows without a trip through the host.
+ */
 typedef struct HookQueue
 {
 	SaeLmSource *owner;
@@ -27,7 +31,8 @@ struct SaeLmSource
 	HookQueue  *queues;
 	SaeLmCapture *captures;
 	int32_t    *tokens;			/* batch_contexts x context_size */
-	float	   *full;			/* one hook's full width, for head selection */
+	float	   *full;			/* host: one hook's full width, for head selection */
+	float	   *heads;			/* host: the selected head's columns */
 	int64_t		epochs;
 	int64_t		contexts_this_epoch;
 };
@@ -112,23 +117,44 @@ sae_lm_source_next_contexts(SaeLmSource *s, int32_t *dst, int64_t n, SaeError *e
 	return done;
 }
 
+/*
+ * Move n rows of q down from row `from` to row `to` (to < from) in pieces
+ * no longer than the gap, so that no piece overlaps its destination: the
+ * backend's copy need not handle overlap.
+ */
+static void
+move_rows_down(SaeBackend *be, HookQueue *q, int64_t to, int64_t from, int64_t n)
+{
+	int64_t		gap = from - to;
+
+	for (int64_t k = 0; k < n; k += gap)
+	{
+		int64_t		len = n - k < gap ? n - k : gap;
+
+		be->copy(be, q->data + (to + k) * q->width, q->data + (from + k) * q->width,
+				 sizeof(float) * len * q->width);
+	}
+}
+
 /* Room for rows more rows at the tail of q (moving the unread rows to the front first). */
 static bool
-reserve_rows(HookQueue *q, int64_t rows)
+reserve_rows(SaeBackend *be, HookQueue *q, int64_t rows)
 {
 	if (q->head > 0)
 	{
-		memmove(q->data, q->data + q->head * q->width, sizeof(float) * (q->tail - q->head) * q->width);
+		move_rows_down(be, q, 0, q->head, q->tail - q->head);
 		q->tail -= q->head;
 		q->head = 0;
 	}
 	if (q->tail + rows > q->cap)
 	{
 		int64_t		cap = q->tail + rows > 2 * q->cap ? q->tail + rows : 2 * q->cap;
-		float	   *grown = realloc(q->data, sizeof(float) * cap * q->width);
+		float	   *grown = be->alloc(be, sizeof(float) * cap * q->width);
 
 		if (grown == NULL)
 			return false;
+		be->copy(be, grown, q->data, sizeof(float) * q->tail * q->width);
+		be->free(be, q->data);
 		q->data = grown;
 		q->cap = cap;
 	}
@@ -140,6 +166,7 @@ static int
 produce(SaeLmSource *s, SaeError *err)
 {
 	const SaeLmSourceOptions *o = &s->opt;
+	SaeBackend *be = sae_lm_backend(o->lm);
 	int64_t		n = sae_lm_source_next_contexts(s, s->tokens, o->batch_contexts, err);
 	int64_t		rows;
 	SaeLmRequest req = {.tokens = s->tokens, .T = o->context_size, .captures = s->captures,
@@ -156,9 +183,10 @@ produce(SaeLmSource *s, SaeError *err)
 	{
 		HookQueue  *q = &s->queues[i];
 
-		if (!reserve_rows(q, rows))
+		if (!reserve_rows(be, q, rows))
 			return sae_error(err, SAE_ERR_OUT_OF_MEMORY, "out of memory queueing activations");
-		s->captures[i].dst = o->head_index >= 0 ? s->full + 0 : q->data + q->tail * q->width;
+		s->captures[i].dst = o->head_index >= 0 ? s->full : q->data + q->tail * q->width;
+		s->captures[i].dst_on_device = o->head_index < 0;
 	}
 	if (o->head_index < 0)
 	{
@@ -178,8 +206,9 @@ produce(SaeLmSource *s, SaeError *err)
 			if ((rc = sae_lm_forward(o->lm, &req, err)) != SAE_OK)
 				return rc;
 			for (int64_t r = 0; r < rows; r++)
-				memcpy(q->data + (q->tail + r) * q->width,
+				memcpy(s->heads + r * q->width,
 					   s->full + r * full + (size_t) o->head_index * q->width, sizeof(float) * q->width);
+			be->to_device(be, q->data + q->tail * q->width, s->heads, sizeof(float) * rows * q->width);
 		}
 	}
 	for (int i = 0; i < o->n_hooks; i++)
@@ -187,19 +216,36 @@ produce(SaeLmSource *s, SaeError *err)
 	return SAE_OK;
 }
 
-/* SaeSource.read for one hook's queue. */
+/* Up to max_rows rows of q into dst: host memory, or else memory of the model's backend. */
 static int64_t
-queue_read(void *ctx, float *dst, int64_t max_rows, SaeError *err)
+queue_take(HookQueue *q, float *dst, bool on_device, int64_t max_rows, SaeError *err)
 {
-	HookQueue  *q = ctx;
+	SaeBackend *be = sae_lm_backend(q->owner->opt.lm);
 	int64_t		n;
 
 	if (q->head == q->tail && produce(q->owner, err) != SAE_OK)
 		return -1;
 	n = q->tail - q->head < max_rows ? q->tail - q->head : max_rows;
-	memcpy(dst, q->data + q->head * q->width, sizeof(float) * n * q->width);
+	if (on_device)
+		be->copy(be, dst, q->data + q->head * q->width, sizeof(float) * n * q->width);
+	else
+		be->to_host(be, dst, q->data + q->head * q->width, sizeof(float) * n * q->width);
 	q->head += n;
 	return n;
+}
+
+/* SaeSource.read for one hook's queue. */
+static int64_t
+queue_read(void *ctx, float *dst, int64_t max_rows, SaeError *err)
+{
+	return queue_take(ctx, dst, false, max_rows, err);
+}
+
+/* SaeSource.read_device: the rows stay in the model's device memory. */
+static int64_t
+queue_read_device(void *ctx, float *dst, int64_t max_rows, SaeError *err)
+{
+	return queue_take(ctx, dst, true, max_rows, err);
 }
 
 /* The stream never ends (epochs wrap inside), so a run never rewinds it. */
@@ -212,7 +258,8 @@ queue_rewind(void *ctx, SaeError *err)
 SaeSource
 sae_lm_source_hook(SaeLmSource *s, int i)
 {
-	SaeSource	src = {&s->queues[i], queue_read, queue_rewind};
+	SaeSource	src = {&s->queues[i], queue_read, queue_rewind, queue_read_device,
+	sae_lm_backend(s->opt.lm)->device_index};
 
 	return src;
 }
@@ -232,8 +279,11 @@ sae_lm_source_create(const SaeLmSourceOptions *opt, SaeLmSource **out, SaeError 
 	s->captures = calloc(opt->n_hooks, sizeof(SaeLmCapture));
 	s->tokens = malloc(sizeof(int32_t) * rows);
 	if (opt->head_index >= 0)
+	{
 		s->full = malloc(sizeof(float) * rows * sae_lm_config(opt->lm)->d_model);
-	if (!s->queues || !s->captures || !s->tokens || (opt->head_index >= 0 && !s->full))
+		s->heads = malloc(sizeof(float) * rows * sae_lm_config(opt->lm)->d_head);
+	}
+	if (!s->queues || !s->captures || !s->tokens || (opt->head_index >= 0 && (!s->full || !s->heads)))
 		return sae_error(err, SAE_ERR_OUT_OF_MEMORY, "out of memory for the activation source");
 	for (int i = 0; i < opt->n_hooks; i++)
 	{
@@ -250,10 +300,11 @@ sae_lm_source_destroy(SaeLmSource *s)
 	if (s == NULL)
 		return;
 	for (int i = 0; s->queues && i < s->opt.n_hooks; i++)
-		free(s->queues[i].data);
+		sae_lm_backend(s->opt.lm)->free(sae_lm_backend(s->opt.lm), s->queues[i].data);
 	free(s->queues);
 	free(s->captures);
 	free(s->tokens);
 	free(s->full);
+	free(s->heads);
 	free(s);
 }

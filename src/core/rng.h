@@ -3,7 +3,8 @@
  *
  * Every random number is a pure function of (seed, stream, index): a
  * splitmix64 hash, so the CPU and CUDA backends draw the same numbers in any
- * order and on any number of threads, and a run is repeatable from its seed.
+ * order and on any number of threads (normals up to the last bits of the
+ * GPU's logf and cosf), and a run is repeatable from its seed.
  *
  *   h      = mix64(mix64(seed ^ mix64(stream)) + index)
  *   u1     = ((h >> 40) + 1) / 2^24          in (0, 1]
@@ -17,6 +18,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "backend_math.h"		/* SAE_HD: the CUDA kernels draw the same numbers */
+
 /* Streams used by the engine; the noise of step k uses stream SAE_STREAM_NOISE + k. */
 #define SAE_STREAM_INIT_W_ENC	1
 #define SAE_STREAM_INIT_W_DEC	2
@@ -24,7 +27,7 @@
 #define SAE_STREAM_GENERATE		4	/* sae_generate: token k of a generation draws index k */
 #define SAE_STREAM_NOISE		(UINT64_C(1) << 32)
 
-static inline uint64_t
+SAE_HD uint64_t
 sae_mix64(uint64_t z)
 {
 	z += UINT64_C(0x9E3779B97F4A7C15);
@@ -33,19 +36,19 @@ sae_mix64(uint64_t z)
 	return z ^ (z >> 31);
 }
 
-static inline uint64_t
+SAE_HD uint64_t
 sae_hash3(uint64_t seed, uint64_t stream, uint64_t index)
 {
 	return sae_mix64(sae_mix64(seed ^ sae_mix64(stream)) + index);
 }
 
-static inline double
+SAE_HD double
 sae_uniform(uint64_t seed, uint64_t stream, uint64_t index)
 {
 	return (double) (sae_hash3(seed, stream, index) >> 11) * 0x1.0p-53;
 }
 
-static inline float
+SAE_HD float
 sae_normal(uint64_t seed, uint64_t stream, uint64_t index)
 {
 	uint64_t	h = sae_hash3(seed, stream, index);

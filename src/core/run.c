@@ -12,6 +12,7 @@
  *
  * Device memory: raw = [new half | storage half], mix = shuffled raw.
  */
+#include "device.h"
 #include "run.h"
 #include "rng.h"
 
@@ -143,17 +144,23 @@ sae_run_result(const SaeRun *run)
 	return &run->result;
 }
 
-/* Read `rows` activation rows into the device region dst, wrapping epochs. */
+/*
+ * Read `rows` activation rows into the device region dst, wrapping epochs:
+ * straight from the source's memory where it shares the run's device,
+ * else through the host staging buffer.
+ */
 static int
 fill_rows(SaeRun *run, float *dst, int64_t rows, SaeError *err)
 {
 	size_t		d = run->cfg.d_in;
 	int64_t		done = 0;
+	bool		direct = run->src.read_device && run->src.device_index == run->be->device_index;
 
 	while (done < rows)
 	{
 		int64_t		want = rows - done < SAE_READ_CHUNK_ROWS ? rows - done : SAE_READ_CHUNK_ROWS;
-		int64_t		got = run->src.read(run->src.ctx, run->staging, want, err);
+		int64_t		got = direct ? run->src.read_device(run->src.ctx, dst + (size_t) done * d, want, err)
+			: run->src.read(run->src.ctx, run->staging, want, err);
 
 		if (got < 0)
 			return err ? err->code : SAE_ERR_INTERNAL;
@@ -175,7 +182,8 @@ fill_rows(SaeRun *run, float *dst, int64_t rows, SaeError *err)
 			run->rows_this_epoch = 0;
 			continue;
 		}
-		run->be->to_device(run->be, dst + (size_t) done * d, run->staging, sizeof(float) * got * d);
+		if (!direct)
+			run->be->to_device(run->be, dst + (size_t) done * d, run->staging, sizeof(float) * got * d);
 		done += got;
 		run->rows_this_epoch += got;
 		run->result.rows_read += got;
@@ -348,7 +356,7 @@ sae_run_begin(SaeRun *run, SaeError *err)
 	if ((rc = init_b_dec(run, err)) != SAE_OK)
 		return rc;
 	run->start = now_seconds();
-	return SAE_OK;
+	return sae_backend_check(run->be, err);
 }
 
 int
@@ -375,6 +383,8 @@ sae_run_step(SaeRun *run, bool *done, SaeError *err)
 	if (sparsity_step)
 		sae_trainer_sparsity(run->trainer, &sp, true);
 	sae_trainer_step(run->trainer, run->mix + (size_t) run->serve_pos * d, rows, st);
+	if ((rc = sae_backend_check(run->be, err)) != SAE_OK)
+		return rc;				/* a GPU fault: nothing of this step is logged */
 	run->serve_pos += rows;
 	run->result.steps++;
 	run->result.sparse_steps += st->sparse_path;

@@ -22,6 +22,15 @@ typedef struct SaeSource
 	int64_t		(*read) (void *ctx, float *dst, int64_t max_rows, SaeError *err);
 	/* Start again from the first row (a new epoch); 0 or an error code. */
 	int			(*rewind) (void *ctx, SaeError *err);
+
+	/*
+	 * Optional, for sources whose rows are in backend memory (a model's
+	 * activations): read, but into backend memory at dst.  Used when the
+	 * run's backend has the same device_index, so the rows never leave
+	 * the GPU.
+	 */
+	int64_t		(*read_device) (void *ctx, float *dst, int64_t max_rows, SaeError *err);
+	int			device_index;
 } SaeSource;
 
 typedef struct SaeRunCallbacks

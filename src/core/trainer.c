@@ -162,7 +162,12 @@ sae_trainer_create(const SaeConfig *cfg, SaeBackend *be, int max_rows,
 	t->median_mu = alloc_floats(t, d, &failed);
 	t->median_next = alloc_floats(t, d, &failed);
 	t->host_rows = calloc(2 * B, sizeof(float));
-	t->sparse_density = B * m > INT32_MAX ? 0 : SAE_SPARSE_DENSITY;
+	/*
+	 * On a GPU cuBLAS makes the dense products cheap and the sparse path has
+	 * not been measured to win there: off unless asked for
+	 * (sae_trainer_set_sparse_density; bench/gpu_bench.c measures both).
+	 */
+	t->sparse_density = B * m > INT32_MAX || !be->host_memory ? 0 : SAE_SPARSE_DENSITY;
 	t->sparse_capacity = (int64_t) (B * m * t->sparse_density);
 	t->row_ptr = be->alloc(be, sizeof(int32_t) * (B + 1));
 	t->col_ptr = be->alloc(be, sizeof(int32_t) * (m + 1));

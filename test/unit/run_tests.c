@@ -28,6 +28,7 @@ typedef struct UnitTest
 static UnitTest tests[MAX_TESTS];
 static int	n_tests;
 static bool current_failed;
+static char skip_reason[256];
 static char diag[DIAG_BYTES];
 static size_t diag_used;
 
@@ -112,6 +113,16 @@ unit_note(const char *fmt,...)
 	va_end(ap);
 }
 
+void
+unit_skip(const char *fmt,...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(skip_reason, sizeof(skip_reason), fmt, ap);
+	va_end(ap);
+}
+
 /* Has the current test failed so far? */
 bool
 unit_current_failed(void)
@@ -189,6 +200,7 @@ main(void)
 	int			selected = 0,
 				passed = 0,
 				failed = 0,
+				skipped = 0,
 				number = 0;
 	double		start_all = seconds_now();
 
@@ -204,21 +216,27 @@ main(void)
 		if (filter != NULL && strstr(tests[i].name, filter) == NULL)
 			continue;
 		current_failed = false;
+		skip_reason[0] = '\0';
 		diag_used = 0;
 		diag[0] = '\0';
 		start = seconds_now();
 		tests[i].fn();
 		number++;
-		printf("%s %d - %s\n", current_failed ? "not ok" : "ok", number, tests[i].name);
+		if (skip_reason[0] && !current_failed)
+			printf("ok %d - %s # SKIP %s\n", number, tests[i].name, skip_reason);
+		else
+			printf("%s %d - %s\n", current_failed ? "not ok" : "ok", number, tests[i].name);
 		if (seconds_now() - start > 0.5)
 			unit_note("time %.2f s", seconds_now() - start);
 		flush_diag();
 		if (current_failed)
 			failed++;
+		else if (skip_reason[0])
+			skipped++;
 		else
 			passed++;
 	}
 	printf("# total time %.1f s\n", seconds_now() - start_all);
-	printf("# %d passed, %d failed\n", passed, failed);
+	printf("# %d passed, %d failed, %d skipped\n", passed, failed, skipped);
 	return failed > 0 ? 1 : 0;
 }

@@ -28,6 +28,9 @@ void		unit_fail(const char *file, int line, const char *fmt,...)
 void		unit_note(const char *fmt,...) __attribute__((format(printf, 1, 2)));
 bool		unit_current_failed(void);
 
+/* Skip the current test (TAP "# SKIP reason"): for tests this machine cannot run. */
+void		unit_skip(const char *fmt,...) __attribute__((format(printf, 1, 2)));
+
 /* Run fn in a child process; true if the child ended normally with status 0. */
 bool		unit_survives(UnitFn fn);
 
