@@ -33,7 +33,11 @@ endif
 # No LLVM bitcode: the engine is not a JIT target.
 override with_llvm = no
 
-EXTRA_CLEAN = test/unit/run_tests test/unit/*.o
+EXTRA_CLEAN = test/unit/run_tests test/unit/*.o kernels/*.o kernels/sae_cuda.so
+
+# The CUDA backend (kernels/, its own Makefile), built wherever nvcc is found
+# (PATH, else /usr/local/cuda) into sae_cuda.so, which sae.so opens on first use.
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -45,6 +49,20 @@ $(CORE_OBJS): CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -O3 -Wsign-compare -W
 $(CORE_OBJS): src/core/*.h
 $(OBJS): $(wildcard src/pg/*.h src/core/*.h)
 
+ifneq ($(NVCC),)
+all: kernels/sae_cuda.so
+install: install-cuda
+
+# cudart is linked statically, so the module loads (and then says "no
+# device") on machines without a driver; cuBLAS comes from the toolkit.
+.PHONY: kernels/sae_cuda.so install-cuda
+kernels/sae_cuda.so:
+	$(MAKE) -C kernels NVCC=$(NVCC) WERROR=$(WERROR)
+
+install-cuda: kernels/sae_cuda.so
+	$(INSTALL_SHLIB) kernels/sae_cuda.so '$(DESTDIR)$(pkglibdir)/sae_cuda.so'
+endif
+
 # Engine unit tests: the same engine sources, linked into a plain C test runner.
 UNIT_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -O3 -g -fopenmp -Wall -Wextra -Wno-unused-parameter \
               -Isrc/core -I$(BLAS_INC) $(if $(filter 1,$(WERROR)),-Werror)
@@ -52,5 +70,5 @@ test/unit/run_tests: $(CORE_SRCS) $(wildcard src/core/*.h) $(wildcard test/unit/
 	$(CC) $(UNIT_CFLAGS) -o $@ $(CORE_SRCS) $(wildcard test/unit/*.c) $(BLAS_LIB) -lm -lcurl
 
 .PHONY: unittest
-unittest: test/unit/run_tests
-	cd test/unit && ./run_tests
+unittest: test/unit/run_tests $(if $(NVCC),kernels/sae_cuda.so)
+	cd test/unit && SAE_CUDA_MODULE=$(CURDIR)/kernels/sae_cuda.so ./run_tests
