@@ -124,6 +124,13 @@ RETURNS TABLE (row_id bigint, activation real[])
 AS 'MODULE_PATHNAME', 'sae_synthetic_activations_srf' LANGUAGE C IMMUTABLE STRICT;
 COMMENT ON FUNCTION sae_synthetic_activations(bigint, int, int, real, bigint) IS 'toy activations: sparse combinations of sae_synthetic_dictionary(d_in, n_features, seed)';
 
+-- GPUs (src/pg/device.c): what the CUDA backend sees; no rows, with a NOTICE saying why, where none.
+CREATE FUNCTION sae_device_info(
+    OUT device text, OUT name text, OUT compute_capability text, OUT multiprocessors int,
+    OUT memory_total_mb bigint, OUT memory_free_mb bigint, OUT driver_version text, OUT cuda_runtime_version text)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'sae_device_info' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sae_device_info() IS 'the GPUs sae can train on ("cuda:N" in a config or sae.device), with their memory and compute capability';
+
 -- Language models (src/pg/model.c): one row per name given to sae_load_model.
 CREATE TABLE sae.models (
     model_id     bigserial PRIMARY KEY,

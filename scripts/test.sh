@@ -35,14 +35,16 @@ tally() {
 }
 
 # TAP from one stream ("ok N - name", "not ok N - name", optional plan "1..N"): tests that the
-# plan promised but never reported (the runner died midway) count as failed.
+# plan promised but never reported (the runner died midway) count as failed. A skipped test
+# ("ok N - name # SKIP why") is neither passed nor failed; the skips are listed at the end.
 count_tap() {
     awk '
         /^1\.\.[0-9]+/       { split($0, p, /\.\./); planned = p[2] + 0 }
+        /^ok [0-9]+.*# SKIP/ { skip++; next }
         /^ok [0-9]+/         { ok++ }
         /^not ok [0-9]+/     { if ($0 ~ /# *TODO/) ok++; else bad++ }
         END {
-            missing = planned - ok - bad
+            missing = planned - ok - bad - skip
             if (missing > 0) bad += missing
             print ok + 0, bad + 0
         }' "$1"
@@ -255,5 +257,10 @@ else
     echo "== skipped: the extension did not build or install"
 fi
 
+skips=$(grep -h '^ok [0-9].*# SKIP' "$logdir"/*.log 2>/dev/null || true)
+if [ -n "$skips" ]; then
+    echo "== skipped, counted neither passed nor failed:"
+    printf '%s\n' "$skips" | sed 's/^/   /'
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -238,7 +238,7 @@ SELECT * FROM leftover;
 SELECT run_id FROM sae_train(:'base'::jsonb || '{"dtype": "int8"}');
 \echo :SQLSTATE
 SELECT * FROM leftover;
-SELECT run_id FROM sae_train(:'base'::jsonb || '{"device": "cuda"}');
+SELECT run_id FROM sae_train(:'base'::jsonb || '{"device": "cuda:x"}');
 \echo :SQLSTATE
 SELECT * FROM leftover;
 SELECT run_id FROM sae_train(:'base'::jsonb || '{"device": "tpu"}');

@@ -61,7 +61,7 @@ get_sae(FunctionCallInfo fcinfo, int64 run_id)
 
 		c = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CachedSae));
 		/* reset callbacks run last-registered first: weights before backend */
-		c->be = SaeBackendForContext(fcinfo->flinfo->fn_mcxt);
+		c->be = SaeBackendForContext(fcinfo->flinfo->fn_mcxt, SAE_DEVICE_CPU, false);
 		cb = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(MemoryContextCallback));
 		cb->func = destroy_cached;
 		cb->arg = c;

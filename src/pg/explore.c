@@ -153,7 +153,7 @@ sae_generate(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(5))
 		PG_RETURN_NULL();
-	lm = SaeGetModel(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	lm = SaeGetModelOn(text_to_cstring(PG_GETARG_TEXT_PP(0)), SaeSessionDevice());
 	cfg = sae_lm_config(lm);
 	max_new = PG_GETARG_INT32(2);
 	temperature = PG_GETARG_FLOAT4(3);
@@ -245,7 +245,7 @@ Datum
 sae_test_prompt(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	SaeLm	   *lm = SaeGetModel(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	SaeLm	   *lm = SaeGetModelOn(text_to_cstring(PG_GETARG_TEXT_PP(0)), SaeSessionDevice());
 	char	   *answer = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	int			k = PG_GETARG_INT32(3);
 	bool		prepend_space = PG_GETARG_BOOL(4);
@@ -363,7 +363,7 @@ Datum
 sae_token_log_probs(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	SaeLm	   *lm = SaeGetModel(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	SaeLm	   *lm = SaeGetModelOn(text_to_cstring(PG_GETARG_TEXT_PP(0)), SaeSessionDevice());
 	int			k = Min(LOG_PROBS_TOP, sae_lm_config(lm)->d_vocab);
 	LogProbs	lp;
 
@@ -402,7 +402,7 @@ Datum
 sae_token_log_probs_html(PG_FUNCTION_ARGS)
 {
 	char	   *model = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	SaeLm	   *lm = SaeGetModel(model);
+	SaeLm	   *lm = SaeGetModelOn(model, SaeSessionDevice());
 	int			k = Min(LOG_PROBS_TOP, sae_lm_config(lm)->d_vocab);
 	LogProbs	lp;
 	SaeLogProbRow *rows;
@@ -434,7 +434,7 @@ Datum
 sae_run_with_cache(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	SaeLm	   *lm = SaeGetModel(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	SaeLm	   *lm = SaeGetModelOn(text_to_cstring(PG_GETARG_TEXT_PP(0)), SaeSessionDevice());
 	char	   *hook_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	int			T,
 				width;

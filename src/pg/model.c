@@ -31,28 +31,31 @@
 
 PG_FUNCTION_INFO_V1(sae_load_model);
 
+#define MAX_GPUS 16
+#define KEY_LEN (NAMEDATALEN * 2 + 16)
+
 typedef struct CachedModel
 {
-	char		name[NAMEDATALEN * 2];	/* hash key */
+	char		key[KEY_LEN];	/* hash key: "name@cpu" or "name@cuda:N" */
+	int			slot;			/* its backend in model_backends */
 	int64		model_id;
 	TimestampTz loaded_at;
 	SaeLm	   *lm;
 } CachedModel;
 
 static HTAB *model_cache = NULL;
-static SaeBackend *model_backend = NULL;
 
-/* The backend models live on: created once, for the life of the process. */
-static SaeBackend *
-get_model_backend(void)
+/* The backends models live on, [0] the CPU's and [1 + i] GPU i's, each made once. */
+static SaeBackend *model_backends[1 + MAX_GPUS];
+
+static int
+backend_slot(SaeDevice dev)
 {
-	if (model_backend == NULL)
-	{
-		model_backend = sae_backend_cpu_create(sae_threads);
-		if (model_backend == NULL)
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	}
-	return model_backend;
+	if (dev.cuda && dev.index >= MAX_GPUS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("device cuda:%d is beyond the %d GPUs sae supports", dev.index, MAX_GPUS)));
+	return dev.cuda ? 1 + dev.index : 0;
 }
 
 static HTAB *
@@ -62,7 +65,7 @@ get_cache(void)
 	{
 		HASHCTL		ctl = {0};
 
-		ctl.keysize = NAMEDATALEN * 2;
+		ctl.keysize = KEY_LEN;
 		ctl.entrysize = sizeof(CachedModel);
 		model_cache = hash_create("sae models", 8, &ctl, HASH_ELEM | HASH_STRINGS);
 	}
@@ -265,27 +268,68 @@ store_model(const char *name, const char *repo, const char *dir, const LoadOptio
 	return id;
 }
 
-/* Load the files in dir, freeing the engine's memory if anything after the load fails. */
+/*
+ * The backend for dev's models.  A GPU backend that has failed is dropped
+ * with every model on it (their device memory went with the error) and
+ * made again, which says at once if the GPU is still unusable.
+ */
+static SaeBackend *
+model_backend(SaeDevice dev)
+{
+	int			slot = backend_slot(dev);
+	SaeBackend *be = model_backends[slot];
+
+	if (be != NULL && be->device_error && be->device_error(be) != NULL)
+	{
+		HASH_SEQ_STATUS seq;
+		CachedModel *c;
+
+		hash_seq_init(&seq, get_cache());
+		while ((c = hash_seq_search(&seq)) != NULL)
+			if (c->slot == slot)
+			{
+				sae_lm_free(c->lm);
+				hash_search(get_cache(), c->key, HASH_REMOVE, NULL);
+			}
+		be->destroy(be);
+		model_backends[slot] = be = NULL;
+	}
+	if (be == NULL)
+		model_backends[slot] = be = SaeBackendCreate(dev, false);
+	return be;
+}
+
+/* Load the files in dir onto dev. */
 static SaeLm *
-load_files(const char *dir, const LoadOptions *o)
+load_files(const char *dir, const LoadOptions *o, SaeDevice dev)
 {
 	SaeLm	   *lm;
 	SaeError	err;
 
-	if (sae_lm_load(dir, &o->lm, get_model_backend(), &lm, &err) != SAE_OK)
+	if (sae_lm_load(dir, &o->lm, model_backend(dev), &lm, &err) != SAE_OK)
 		SaeReportError(&err);
 	return lm;
 }
 
-/* Put lm in the cache under name, replacing (and freeing) what was there. */
 static void
-cache_model(const char *name, int64 id, TimestampTz loaded_at, SaeLm *lm)
+cache_key(char *key, const char *name, SaeDevice dev)
 {
-	bool		found;
-	CachedModel *c = hash_search(get_cache(), name, HASH_ENTER, &found);
+	snprintf(key, KEY_LEN, "%s@%s", name, SaeDeviceName(dev));
+}
 
+/* Put lm in the cache under (name, dev), replacing (and freeing) what was there. */
+static void
+cache_model(const char *name, SaeDevice dev, int64 id, TimestampTz loaded_at, SaeLm *lm)
+{
+	char		key[KEY_LEN];
+	bool		found;
+	CachedModel *c;
+
+	cache_key(key, name, dev);
+	c = hash_search(get_cache(), key, HASH_ENTER, &found);
 	if (found && c->lm != lm)
 		sae_lm_free(c->lm);
+	c->slot = backend_slot(dev);
 	c->model_id = id;
 	c->loaded_at = loaded_at;
 	c->lm = lm;
@@ -326,11 +370,11 @@ sae_load_model(PG_FUNCTION_ARGS)
 			o.lm.n_ctx = sae_hub_alias_n_ctx(hub_name);
 		dir = resolve_hub(hub_name, &o);
 	}
-	lm = load_files(dir, &o);
+	lm = load_files(dir, &o, SAE_DEVICE_CPU);
 	PG_TRY();
 	{
 		id = store_model(name, repo, dir, &o, lm, &loaded_at);
-		cache_model(name, id, loaded_at, lm);
+		cache_model(name, SAE_DEVICE_CPU, id, loaded_at, lm);
 	}
 	PG_CATCH();
 	{
@@ -342,11 +386,11 @@ sae_load_model(PG_FUNCTION_ARGS)
 }
 
 /*
- * The loaded model called name: from this backend's cache if its catalogue
- * row has not changed since, else loaded again from the row.
+ * The loaded model called name, on dev: from this backend's cache if its
+ * catalogue row has not changed since, else loaded again from the row.
  */
 SaeLm *
-SaeGetModel(const char *name)
+SaeGetModelOn(const char *name, SaeDevice dev)
 {
 	Datum		arg = CStringGetTextDatum(name);
 	int64		id;
@@ -357,6 +401,7 @@ SaeGetModel(const char *name)
 				found;
 	LoadOptions o;
 	CachedModel *c;
+	char		key[KEY_LEN];
 	SaeLm	   *volatile lm;
 	MemoryContext caller = CurrentMemoryContext,
 				old;
@@ -379,13 +424,22 @@ SaeGetModel(const char *name)
 	MemoryContextSwitchTo(old);
 	SPI_finish();
 
-	c = hash_search(get_cache(), name, HASH_FIND, &found);
+	(void) model_backend(dev);	/* drops the device's models if it failed */
+	cache_key(key, name, dev);
+	c = hash_search(get_cache(), key, HASH_FIND, &found);
 	if (found && c->model_id == id && c->loaded_at == loaded_at)
 		return c->lm;
 	parse_options(options, &o);
-	lm = load_files(dir, &o);
-	cache_model(name, id, loaded_at, lm);
+	lm = load_files(dir, &o, dev);
+	cache_model(name, dev, id, loaded_at, lm);
 	return lm;
+}
+
+/* The model on the CPU: for its tokenizer, or passes that stay on the CPU. */
+SaeLm *
+SaeGetModel(const char *name)
+{
+	return SaeGetModelOn(name, SAE_DEVICE_CPU);
 }
 
 /*

@@ -11,6 +11,8 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "device.h"
+
 PG_MODULE_MAGIC;
 
 int			sae_max_memory_kb = 4 * 1024 * 1024;
@@ -19,8 +21,22 @@ int			sae_threads = 0;
 bool		sae_allow_download = false;
 char	   *sae_hub_cache = NULL;
 char	   *sae_hub_endpoint = NULL;
+char	   *sae_device = NULL;
 
 void		_PG_init(void);
+
+/* sae.device must name a device sae_device_parse accepts. */
+static bool
+check_device(char **newval, void **extra, GucSource source)
+{
+	SaeDeviceRequest req;
+	SaeError	err;
+
+	if (sae_device_parse(*newval, &req, &err) == SAE_OK)
+		return true;
+	GUC_check_errdetail("%s", err.hint);
+	return false;
+}
 
 /* Register the sae.* settings. */
 void
@@ -49,6 +65,10 @@ _PG_init(void)
 	DefineCustomStringVariable("sae.hub_endpoint",
 							   "The Hugging Face hub to download from (empty: HF_ENDPOINT of the server, or https://huggingface.co).",
 							   NULL, &sae_hub_endpoint, "", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("sae.device",
+							   "The device of training runs whose config names none, and of model passes (sae_analyze, sae_evaluate, sae_top_logits, sae_run_with_hooks ...).",
+							   "\"cpu\", \"cuda\", \"cuda:N\" (the N-th GPU) or \"auto\" (CUDA where it works, else the CPU).",
+							   &sae_device, "cpu", PGC_USERSET, 0, check_device, NULL, NULL);
 	MarkGUCPrefixReserved("sae");
 }
 
@@ -74,6 +94,8 @@ sqlstate_for(SaeErrCode code)
 			return ERRCODE_QUERY_CANCELED;
 		case SAE_ERR_IO:
 			return ERRCODE_IO_ERROR;
+		case SAE_ERR_DEVICE:
+			return ERRCODE_SYSTEM_ERROR;
 		default:
 			return ERRCODE_INTERNAL_ERROR;
 	}
@@ -110,19 +132,111 @@ destroy_backend(void *arg)
 	be->destroy(be);
 }
 
-SaeBackend *
-SaeBackendForContext(MemoryContext ctx)
+/* Where sae_cuda.so is installed: beside sae.so. */
+const char *
+SaeCudaModulePath(void)
 {
-	SaeBackend *be = sae_backend_cpu_create(sae_threads);
+	static char path[MAXPGPATH];
+
+	snprintf(path, sizeof(path), "%s/sae_cuda.so", pkglib_path);
+	return path;
+}
+
+/*
+ * The device a call runs on, from a device name ("auto" resolved here: the
+ * first GPU if the CUDA backend can see one, else the CPU with a NOTICE
+ * saying why).
+ */
+SaeDevice
+SaeResolveDevice(const char *name)
+{
+	SaeDeviceRequest req;
+	SaeDeviceInfo info;
+	SaeDevice	dev = {false, 0};
+	SaeError	err;
+	int			n;
+
+	if (sae_device_parse(name, &req, &err) != SAE_OK)
+		SaeReportError(&err);
+	if (req.cpu)
+		return dev;
+	if (req.automatic)
+	{
+		bool		usable = sae_cuda_devices(SaeCudaModulePath(), &info, 1, &n, &err) == SAE_OK;
+
+		if (!usable || n == 0)
+		{
+			ereport(NOTICE,
+					(errmsg("device \"auto\": %s; using the CPU",
+							usable ? "the server sees no GPU" : err.message)));
+			return dev;
+		}
+	}
+	dev.cuda = true;
+	dev.index = req.automatic ? 0 : req.index;
+	return dev;
+}
+
+/* sae.device, resolved: where model passes of this session run. */
+SaeDevice
+SaeSessionDevice(void)
+{
+	return SaeResolveDevice(sae_device);
+}
+
+/* "cpu" or "cuda:N", as runs record it. */
+const char *
+SaeDeviceName(SaeDevice dev)
+{
+	return dev.cuda ? psprintf("cuda:%d", dev.index) : "cpu";
+}
+
+/* A new backend on dev, or an ERROR saying why there is none. */
+SaeBackend *
+SaeBackendCreate(SaeDevice dev, bool tf32)
+{
+	SaeBackend *be;
+	SaeError	err;
+
+	if (!dev.cuda)
+	{
+		be = sae_backend_cpu_create(sae_threads);
+		if (be == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		return be;
+	}
+	be = sae_backend_cuda_create(SaeCudaModulePath(), dev.index, tf32, &err);
+	if (be == NULL)
+		SaeReportError(&err);
+	return be;
+}
+
+/*
+ * A backend on dev, destroyed (with every buffer still on it: on the GPU,
+ * device memory) when ctx is reset or deleted, so an ERROR or a cancel
+ * anywhere in the call frees it.
+ */
+SaeBackend *
+SaeBackendForContext(MemoryContext ctx, SaeDevice dev, bool tf32)
+{
+	SaeBackend *be = SaeBackendCreate(dev, tf32);
 	MemoryContextCallback *cb;
 
-	if (be == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	cb = MemoryContextAlloc(ctx, sizeof(MemoryContextCallback));
 	cb->func = destroy_backend;
 	cb->arg = be;
 	MemoryContextRegisterResetCallback(ctx, cb);
 	return be;
+}
+
+/* ERROR if the backend's device has failed (a CUDA error). */
+void
+SaeCheckBackend(SaeBackend *be)
+{
+	SaeError	err;
+
+	if (sae_backend_check(be, &err) != SAE_OK)
+		SaeReportError(&err);
 }
 
 /* A float4[] from C floats. */

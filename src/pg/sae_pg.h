@@ -30,6 +30,7 @@ extern int	sae_threads;
 extern bool sae_allow_download;
 extern char *sae_hub_cache;
 extern char *sae_hub_endpoint;
+extern char *sae_device;
 
 /* module.c: raise an engine error as an ERROR with a SQLSTATE */
 extern void SaeReportError(const SaeError *err) pg_attribute_noreturn();
@@ -37,8 +38,20 @@ extern void SaeReportError(const SaeError *err) pg_attribute_noreturn();
 /* module.c: an engine should_stop callback that raises a pending interrupt */
 extern bool SaeStopIfInterrupted(void *arg);
 
-/* module.c: the CPU backend, freed when the memory context goes away */
-extern SaeBackend *SaeBackendForContext(MemoryContext ctx);
+/* module.c: devices and backends */
+typedef struct SaeDevice
+{
+	bool		cuda;
+	int			index;			/* the GPU, when cuda */
+} SaeDevice;
+#define SAE_DEVICE_CPU ((SaeDevice) {false, 0})
+extern const char *SaeCudaModulePath(void);
+extern SaeDevice SaeResolveDevice(const char *name);
+extern SaeDevice SaeSessionDevice(void);
+extern const char *SaeDeviceName(SaeDevice dev);
+extern SaeBackend *SaeBackendCreate(SaeDevice dev, bool tf32);
+extern SaeBackend *SaeBackendForContext(MemoryContext ctx, SaeDevice dev, bool tf32);
+extern void SaeCheckBackend(SaeBackend *be);
 
 /* config_jsonb.c: a jsonb object -> a finished SaeConfig */
 extern void SaeParseConfig(Jsonb *json, SaeConfig *cfg);
@@ -50,9 +63,10 @@ extern void SaeTableSourceInit(SaeTableSource *ts, SaeSource *src);
 extern void SaeTableSourceClose(SaeTableSource *ts);
 extern char *SaeTableSourceName(SaeTableSource *ts);
 
-/* model.c: loaded language models */
+/* model.c: loaded language models, on the CPU or a GPU */
 extern void SaeCheckReadServerFiles(const char *what);
 extern SaeLm *SaeGetModel(const char *name);
+extern SaeLm *SaeGetModelOn(const char *name, SaeDevice dev);
 
 /* tokens_sql.c: tokens and text */
 extern int32 *SaeTokenize(SaeLm *lm, text *t, bool prepend_bos, int *n);

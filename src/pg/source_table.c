@@ -230,7 +230,5 @@ source_rewind(void *ctx, SaeError *err)
 void
 SaeTableSourceInit(SaeTableSource *ts, SaeSource *src)
 {
-	src->ctx = ts;
-	src->read = source_read;
-	src->rewind = source_rewind;
+	*src = (SaeSource) {.ctx = ts, .read = source_read, .rewind = source_rewind};
 }

@@ -36,6 +36,7 @@ typedef struct TrainState
 /* Everything one sae_train call owns in the engine: the runs (one per layer) and their source. */
 typedef struct TrainCall
 {
+	SaeDevice	dev;			/* where the runs and their model go */
 	int			n;
 	TrainState **st;
 	SaeLmSource *lm_src;
@@ -124,18 +125,11 @@ check_memory_budget(const SaeConfig *cfg, int n_saes, size_t model_bytes, size_t
 			 errhint("Raise sae.max_memory, or lower d_sae, train_batch_size, n_batches_in_buffer or store_batch_size.")));
 }
 
-/* "cpu", or an error for what this build cannot do. */
-static const char *
+/* The config's "device", or sae.device where the config names none. */
+static SaeDevice
 choose_device(const SaeConfig *cfg)
 {
-	if (strcmp(cfg->device, "cuda") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("device \"cuda\" is not available: this build of sae has no CUDA backend"),
-				 errhint("Use \"device\": \"cpu\" or \"auto\".")));
-	if (strcmp(cfg->device, "auto") == 0)
-		ereport(NOTICE, (errmsg("device \"auto\": no CUDA backend in this build, training on the CPU")));
-	return "cpu";
+	return SaeResolveDevice(sae_config_key_given(cfg, "device") ? cfg->device : sae_device);
 }
 
 /* What SAELens keys mean here, when they differ from SAELens. */
@@ -268,7 +262,7 @@ model_work_bytes(SaeLm *lm, const SaeConfig *cfg, int n_hooks)
 static void
 prepare_model_runs(TrainCall *call, const SaeConfig *cfg)
 {
-	SaeLm	   *lm = SaeGetModel(cfg->model_name);
+	SaeLm	   *lm = SaeGetModelOn(cfg->model_name, call->dev);
 	SaeDatasetInfo ds;
 	int			n = cfg->n_hook_layers > 1 ? cfg->n_hook_layers : 1;
 	SaeHook    *hooks = palloc(sizeof(SaeHook) * n);
@@ -361,12 +355,14 @@ sae_train(PG_FUNCTION_ARGS)
 	MemoryContext old;
 	SaeBackend *be;
 	SaeError	err;
-	const char *device;
 	int			rc;
 
 	SaeParseConfig(PG_GETARG_JSONB_P(0), cfg);
-	device = choose_device(cfg);
+	call->dev = choose_device(cfg);
 	note_accepted_keys(cfg);
+	if (cfg->allow_tf32 && !call->dev.cuda)
+		ereport(NOTICE,
+				(errmsg("allow_tf32 applies to GPU runs: on the CPU every product is float32")));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -377,7 +373,7 @@ sae_train(PG_FUNCTION_ARGS)
 		prepare_table_run(call, cfg);
 
 	/* callbacks run last-registered first: the runs must go before their backend */
-	be = SaeBackendForContext(run_ctx);
+	be = SaeBackendForContext(run_ctx, call->dev, cfg->allow_tf32);
 	cleanup->func = destroy_call;
 	cleanup->arg = call;
 	MemoryContextRegisterResetCallback(run_ctx, cleanup);
@@ -393,7 +389,7 @@ sae_train(PG_FUNCTION_ARGS)
 			src = sae_lm_source_hook(call->lm_src, i);
 		else
 			SaeTableSourceInit(call->table, &src);
-		st->run_id = SaeStoreRunStart(&st->cfg, call->source_name, device);
+		st->run_id = SaeStoreRunStart(&st->cfg, call->source_name, SaeDeviceName(call->dev));
 		st->log_ctx = AllocSetContextCreate(run_ctx, "sae_train log", ALLOCSET_SMALL_SIZES);
 		cb.ctx = st;
 		cb.should_stop = SaeStopIfInterrupted;

@@ -184,7 +184,7 @@ SaeRunModel(int64 run_id, const SaeConfig *cfg, const char *hint)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("run %lld was trained on a table of activations, not on a model", (long long) run_id),
 				 errhint("%s", hint)));
-	return SaeGetModel(cfg->model_name);
+	return SaeGetModelOn(cfg->model_name, SaeSessionDevice());
 }
 
 /* The dataset's tokens must be the model's: another tokenizer's ids would mean other tokens. */
