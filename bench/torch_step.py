@@ -21,6 +21,9 @@ Activations come from --data (a .npy of float32 rows, or a binary COPY of the be
 column, so both sides train on the same rows) or are Gaussian if no file is given.  Batches are drawn like SAELens's store serves them: a shuffled
 buffer cut into train_batch_size slices (the slicing is inside the timed loop; it is negligible).
 
+--device cuda runs it on the GPU (the peer of bench/gpu_bench.c): every timed step ends with
+torch.cuda.synchronize(), and --tf32 lets matmuls use TF32 (torch.backends.cuda.matmul.allow_tf32).
+
 --sparse-l0 N shifts b_enc down so that about N features fire per token from the start: a
 stand-in for the late, sparse phase of a real run (the L1 penalty has done its work), which a
 20-step benchmark never reaches.  Off by default.
@@ -135,40 +138,46 @@ def main():
     p.add_argument("--matmul", action="store_true",
                    help="addmm instead of SAELens's einsum (torch runs einsum as bmm); a variant, not SAELens")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--tf32", action="store_true", help="with --device cuda: TF32 matmuls")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    data = load_data(args)
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    data = load_data(args).to(dev)
     n = data.shape[0]
 
-    sae = SparseAutoencoder(args.d_in, args.d_sae, args.l1, matmul=args.matmul)
+    sae = SparseAutoencoder(args.d_in, args.d_sae, args.l1, matmul=args.matmul).to(dev)
     with torch.no_grad():  # b_dec_init_method "mean", over the first (storage) half-buffer
         sae.b_dec.data = data[: min(n, args.half_buffer)].mean(dim=0).clone()
         if args.sparse_l0 > 0:
             # a global threshold at the (1 - L0/d_sae) quantile of the first batch's pre-activations
             xb = data[: args.batch] - sae.b_dec
             h = xb @ sae.W_enc
-            idx = torch.randint(0, h.numel(), (min(h.numel(), 1 << 22),), generator=torch.Generator().manual_seed(1))
+            idx = torch.randint(0, h.numel(), (min(h.numel(), 1 << 22),),
+                                generator=torch.Generator().manual_seed(1)).to(dev)
             q = torch.quantile(h.reshape(-1)[idx], 1 - args.sparse_l0 / args.d_sae).item()
             sae.b_enc.data.fill_(-q)
             del h, xb
 
     optimizer = torch.optim.Adam(sae.parameters(), lr=args.lr, betas=(0.0, 0.999))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)  # "constant", no warm-up
-    act_freq_scores = torch.zeros(args.d_sae)
-    n_forward_passes_since_fired = torch.zeros(args.d_sae)
+    act_freq_scores = torch.zeros(args.d_sae, device=dev)
+    n_forward_passes_since_fired = torch.zeros(args.d_sae, device=dev)
     n_frac_active_tokens = 0
     dead_feature_window = 1000
 
-    perm = torch.randperm(n)
+    perm = torch.randperm(n, device=dev)
     pos = 0
     metrics = {}
 
     def next_batch():
         nonlocal pos, perm
         if pos + args.batch > n:
-            perm = torch.randperm(n)
+            perm = torch.randperm(n, device=dev)
             pos = 0
         b = data[perm[pos : pos + args.batch]]
         pos += args.batch
@@ -206,6 +215,7 @@ def main():
     for _ in range(args.warmup):
         train_step(step, next_batch())
         step += 1
+    sync()
     warm_s = time.perf_counter() - t_warm
     times = []
     l0_sum = last_l0 = 0.0
@@ -213,6 +223,7 @@ def main():
     for _ in range(args.steps):
         ts = time.perf_counter()
         f = train_step(step, next_batch())
+        sync()
         times.append(time.perf_counter() - ts)
         step += 1
         last_l0 = (f > 0).sum().item() / args.batch  # not SAELens's, so outside the timing
@@ -225,6 +236,8 @@ def main():
     out = {
         "impl": "torch",
         "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu",
+        "tf32": args.tf32,
         "threads": torch.get_num_threads(),
         "d_in": args.d_in, "d_sae": args.d_sae, "batch": args.batch,
         "steps": args.steps, "warmup": args.warmup,
