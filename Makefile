@@ -2,6 +2,7 @@
 #   make                  build sae.so (engine in src/core, glue in src/pg)
 #   make install          install into the PostgreSQL found by pg_config
 #   make unittest         build and run the engine unit tests (no server needed)
+#   make emutest          the CUDA tests against the kernels emulated on the CPU
 #   make installcheck     pg_regress tests against a running server
 #   make WERROR=1 ...     treat warnings as errors (CI does)
 
@@ -33,7 +34,8 @@ endif
 # No LLVM bitcode: the engine is not a JIT target.
 override with_llvm = no
 
-EXTRA_CLEAN = test/unit/run_tests test/unit/*.o kernels/*.o kernels/sae_cuda.so
+EXTRA_CLEAN = test/unit/run_tests test/unit/*.o kernels/*.o kernels/sae_cuda.so test/cuda_emu/gen \
+              test/cuda_emu/sae_cuda_emu.so
 
 # The CUDA backend (kernels/, its own Makefile), built wherever nvcc is found
 # (PATH, else /usr/local/cuda) into sae_cuda.so, which sae.so opens on first use.
@@ -69,6 +71,11 @@ UNIT_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -O3 -g -fopenmp -Wall -Wextra -
 test/unit/run_tests: $(CORE_SRCS) $(wildcard src/core/*.h) $(wildcard test/unit/*.c test/unit/*.h)
 	$(CC) $(UNIT_CFLAGS) -o $@ $(CORE_SRCS) $(wildcard test/unit/*.c) $(BLAS_LIB) -lm -lcurl
 
-.PHONY: unittest
+.PHONY: unittest emutest
 unittest: test/unit/run_tests $(if $(NVCC),kernels/sae_cuda.so)
 	cd test/unit && SAE_CUDA_MODULE=$(CURDIR)/kernels/sae_cuda.so ./run_tests
+
+# The CUDA tests again, against the kernels emulated on the CPU (test/cuda_emu; no GPU or CUDA needed).
+emutest: test/unit/run_tests
+	$(MAKE) -C test/cuda_emu WERROR=$(WERROR)
+	cd test/unit && SAE_CUDA_MODULE=$(CURDIR)/test/cuda_emu/sae_cuda_emu.so UNIT_FILTER=cuda ./run_tests

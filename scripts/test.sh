@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up, then run every sae test: the engine unit tests, then pg_regress and pgTAP against a
+# Set up, then run every sae test: the engine unit tests (and the CUDA ones against the kernels
+# emulated on the CPU), then pg_regress and pgTAP against a
 # throw-away PostgreSQL 15 server made by pg_virtualenv. Prints each runner's own output, and
 # ends with one line "N passed, N failed" totalled over all three; exits non-zero if any test
 # failed, a runner broke without saying which test, or the server crashed.
@@ -197,6 +198,14 @@ else
     echo "== unit tests: none in test/unit/"
 fi
 
+# The CUDA backend's kernels run here whatever the machine: compiled by g++ against the CPU
+# emulation in test/cuda_emu, under the same CPU-vs-CUDA tests (test_cuda.c).
+echo "==== CUDA kernels emulated on the CPU"
+run_logged "$logdir/emu.log" make -s PG_CONFIG="$pg_config" WERROR=1 emutest
+rc=$?
+read -r ok bad < <(count_tap "$logdir/emu.log")
+tally "CUDA kernels emulated on the CPU" "$ok" "$bad" "$rc"
+
 # The model fixtures, where the server (user postgres when run as root) can read them, and a
 # Hugging Face hub cache holding one of them as huggingface_hub lays it out: blobs named by
 # hash, a snapshot of relative symlinks, refs/main naming the snapshot.
@@ -211,6 +220,7 @@ make_model_fixtures() {
     chmod 1777 "$dir/export"
     mkdir -p "$dir/demo"
     cp -r demo/model demo/stories.jsonl "$dir/demo/"
+    cp test/cuda_emu/sae_cuda_emu.so "$dir/" 2>/dev/null || true    # made by the emulation stage
     repo="$dir/hub/models--sae-test--tiny-gpt2"
     sha=0123456789abcdef0123456789abcdef01234567
     snap="$repo/snapshots/$sha"
@@ -230,7 +240,8 @@ if [ "$setup_ok" -eq 1 ]; then
     chmod a+rx "$logdir"
     export SAE_TEST_LM="$logdir/fixtures/lm" SAE_TEST_HUB="$logdir/fixtures/hub" \
         SAE_TEST_DATASETS="$logdir/fixtures/datasets" SAE_TEST_DEMO="$logdir/fixtures/demo" \
-        SAE_TEST_SAELENS="$logdir/fixtures/saelens" SAE_TEST_EXPORT="$logdir/fixtures/export"
+        SAE_TEST_SAELENS="$logdir/fixtures/saelens" SAE_TEST_EXPORT="$logdir/fixtures/export" \
+        SAE_TEST_CUDA_EMU="$logdir/fixtures/sae_cuda_emu.so"
     # -t keeps the cluster in a temporary directory even as root, so a run killed midway
     # leaves nothing behind that would stop the next one.
     pg_virtualenv -t -v 15 -- bash -c "$(declare -f server_tests); server_tests \"\$@\"" \

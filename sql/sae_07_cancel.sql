@@ -89,4 +89,21 @@ SELECT d_sae, n_steps FROM sae_train('{"activations_table": "small_acts", "activ
 DELETE FROM sae.runs WHERE run_id = (SELECT max(run_id) FROM sae.runs);
 SELECT * FROM leftover;
 
+------------------------------------------------------------------------------------------
+-- on "cuda" (the kernels emulated on the CPU, test/cuda_emu, whose device memory counts what
+-- is allocated): a cancelled run frees its device memory too
+------------------------------------------------------------------------------------------
+\getenv emu SAE_TEST_CUDA_EMU
+SET sae.cuda_module = :'emu';
+CREATE TEMP TABLE device_free AS SELECT memory_free_mb FROM sae_device_info();
+SET statement_timeout = '300ms';
+SELECT run_id FROM sae_train(:'long'::jsonb || '{"device": "cuda"}');
+\echo :SQLSTATE
+RESET statement_timeout;
+SELECT (SELECT memory_free_mb FROM sae_device_info()) = (SELECT memory_free_mb FROM device_free)
+       AS device_memory_freed;
+SELECT * FROM leftover;
+SELECT * FROM sae_contexts;
+RESET sae.cuda_module;
+
 DROP TABLE wide_acts, small_acts;

@@ -22,6 +22,7 @@ bool		sae_allow_download = false;
 char	   *sae_hub_cache = NULL;
 char	   *sae_hub_endpoint = NULL;
 char	   *sae_device = NULL;
+char	   *sae_cuda_module = NULL;
 
 void		_PG_init(void);
 
@@ -69,6 +70,10 @@ _PG_init(void)
 							   "The device of training runs whose config names none, and of model passes (sae_analyze, sae_evaluate, sae_top_logits, sae_run_with_hooks ...).",
 							   "\"cpu\", \"cuda\", \"cuda:N\" (the N-th GPU) or \"auto\" (CUDA where it works, else the CPU).",
 							   &sae_device, "cpu", PGC_USERSET, 0, check_device, NULL, NULL);
+	DefineCustomStringVariable("sae.cuda_module",
+							   "The CUDA backend module to open (empty: sae_cuda.so beside sae.so).",
+							   "Only a superuser can change it: the server loads the file. The tests point it at the CPU emulation of the kernels.",
+							   &sae_cuda_module, "", PGC_SUSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("sae");
 }
 
@@ -132,12 +137,14 @@ destroy_backend(void *arg)
 	be->destroy(be);
 }
 
-/* Where sae_cuda.so is installed: beside sae.so. */
+/* The CUDA module: sae.cuda_module, or sae_cuda.so where make install put it, beside sae.so. */
 const char *
 SaeCudaModulePath(void)
 {
 	static char path[MAXPGPATH];
 
+	if (sae_cuda_module[0] != '\0')
+		return sae_cuda_module;
 	snprintf(path, sizeof(path), "%s/sae_cuda.so", pkglib_path);
 	return path;
 }

@@ -31,6 +31,7 @@ extern bool sae_allow_download;
 extern char *sae_hub_cache;
 extern char *sae_hub_endpoint;
 extern char *sae_device;
+extern char *sae_cuda_module;
 
 /* module.c: raise an engine error as an ERROR with a SQLSTATE */
 extern void SaeReportError(const SaeError *err) pg_attribute_noreturn();
