@@ -29,7 +29,8 @@
  * shares divide the FLOPs done per second (the SAE step's five products,
  * 10 d m per token, and the model up to the hooked block, 8 C^2 + 4 C
  * d_mlp + 4 T C per token) by the H100 SXM's 60 TFLOP/s FP32 and 400 TFLOP/s
- * TF32 (reference/peers.md §3).
+ * TF32 (the project's reference, peers.md §3: sustained figures, below the
+ * data sheet's 67 and 495).
  */
 #define _GNU_SOURCE
 #include "backend.h"

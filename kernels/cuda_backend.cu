@@ -101,12 +101,16 @@ cuda_alloc(SaeBackend *be, size_t bytes)
 {
 	CudaBackend *c = cuda_of(be);
 	void	   *p = NULL;
+	cudaError_t e;
 
 	if (!cuda_ready(c))
 		return NULL;
-	if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess)
+	if ((e = cudaMalloc(&p, bytes ? bytes : 1)) != cudaSuccess)
 	{
-		(void) cudaGetLastError();	/* out of memory is the caller's to report */
+		if (e == cudaErrorMemoryAllocation)
+			(void) cudaGetLastError();	/* out of memory is the caller's to report */
+		else
+			cuda_check(c, e, "cudaMalloc");	/* a fault that showed here */
 		return NULL;
 	}
 	if (!cuda_check(c, cudaMemset(p, 0, bytes), "cudaMemset") || !track(c, p))
@@ -132,6 +136,7 @@ cuda_free(SaeBackend *be, void *ptr)
 			cudaFree(ptr);		/* fails only after an error already kept */
 			return;
 		}
+	cuda_check(c, cudaErrorInvalidValue, "free of memory this backend did not allocate (or freed twice)");
 }
 
 static void
@@ -167,8 +172,7 @@ cuda_copy(SaeBackend *be, void *dst, const void *src, size_t bytes)
 static __global__ void
 fill_kernel(float *x, size_t n, float value)
 {
-	for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
-		 i += (size_t) gridDim.x * blockDim.x)
+	FOR_EACH(i, n)
 		x[i] = value;
 }
 

@@ -30,7 +30,7 @@ enum CudaScratch
 {
 	SCRATCH_SUMS,				/* doubles: an op's per-column sums */
 	SCRATCH_SUMS2,				/* doubles: an op's per-row values */
-	SCRATCH_ROWS,				/* a third per-row array */
+	SCRATCH_ROWS,				/* a third array: per row, or per column (meanf) */
 	SCRATCH_COLS,				/* cuda_col_sums' partial sums per block of rows */
 	SCRATCH_RESULT,				/* a few doubles or counters copied to the host */
 	SCRATCH_INTS,				/* int32 counts of the sparse path */
@@ -61,6 +61,11 @@ cuda_of(SaeBackend *be)
 
 /* Threads per block of the elementwise and per-row kernels. */
 #define CUDA_THREADS 256
+
+/* A grid-stride loop over n elements. */
+#define FOR_EACH(k, n) \
+	for (size_t k = blockIdx.x * (size_t) blockDim.x + threadIdx.x; k < (size_t) (n); \
+		 k += (size_t) gridDim.x * blockDim.x)
 
 /* Blocks for a grid-stride loop over n elements. */
 static inline unsigned

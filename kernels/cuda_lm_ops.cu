@@ -9,10 +9,6 @@
  */
 #include "cuda_internal.cuh"
 
-#define FOR_EACH(k, n) \
-	for (size_t k = blockIdx.x * (size_t) blockDim.x + threadIdx.x; k < (size_t) (n); \
-		 k += (size_t) gridDim.x * blockDim.x)
-
 /* One block per row: two passes, the mean and then the variance, as torch does. */
 static __global__ void
 layernorm_kernel(float *y, float *scale, const float *x, int cols, float eps)

@@ -20,11 +20,6 @@ extern "C"
 #include "rng.h"
 }
 
-/* A grid-stride loop over n elements. */
-#define FOR_EACH(k, n) \
-	for (size_t k = blockIdx.x * (size_t) blockDim.x + threadIdx.x; k < (size_t) (n); \
-		 k += (size_t) gridDim.x * blockDim.x)
-
 /* Results a few ops copy to the host: doubles and counters at fixed places. */
 enum
 {

@@ -4,8 +4,9 @@
  * and the weight gradients over those entries only.
  *
  * Entries are listed in the CPU backend's order (columns ascending within
- * a row, rows ascending within a column) and each sum runs over them in
- * that order, so both backends add the same terms in the same sequence.
+ * a row, rows ascending within a column); the decoder and the weight
+ * gradients add them in that order, as the CPU does (the backprop's dot
+ * products sum across a warp instead).
  */
 #include "cuda_internal.cuh"
 

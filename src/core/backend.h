@@ -58,6 +58,7 @@ struct SaeBackend
 	void		(*free) (SaeBackend *be, void *ptr);
 	void		(*to_device) (SaeBackend *be, void *dst, const void *src, size_t bytes);
 	void		(*to_host) (SaeBackend *be, void *dst, const void *src, size_t bytes);
+	/* dst and src must not overlap (the CUDA backend's copy does not allow it) */
 	void		(*copy) (SaeBackend *be, void *dst, const void *src, size_t bytes);
 	void		(*fill) (SaeBackend *be, float *x, size_t n, float value);
 
@@ -219,7 +220,7 @@ struct SaeBackend
 
 	/* alloc returns host memory: model weights may be used from a file mapping in place */
 	bool		host_memory;
-	/* whose memory alloc returns: -1 the host's, else GPU N's; equal values share pointers */
+	/* whose memory alloc returns: -1 the host's, else GPU N's (see sae_backends_share_memory) */
 	int			device_index;
 };
 

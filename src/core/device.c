@@ -135,6 +135,12 @@ sae_backend_cuda_create(const char *path, int index, bool tf32, SaeError *err)
 	return be;
 }
 
+bool
+sae_backends_share_memory(const SaeBackend *a, const SaeBackend *b)
+{
+	return a->device_index == b->device_index && a->copy == b->copy;
+}
+
 int
 sae_backend_check(SaeBackend *be, SaeError *err)
 {

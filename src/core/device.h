@@ -64,6 +64,13 @@ int			sae_cuda_devices(const char *path, SaeDeviceInfo *out, int max, int *n,
 SaeBackend *sae_backend_cuda_create(const char *path, int index, bool tf32, SaeError *err);
 
 /*
+ * Can a and b use each other's memory?  The same device, and the same
+ * implementation: a module's backends share its copy op (the CUDA module
+ * and its CPU emulation both call GPU 0 "0").
+ */
+bool		sae_backends_share_memory(const SaeBackend *a, const SaeBackend *b);
+
+/*
  * SAE_OK, or the backend's first device error as SAE_ERR_DEVICE.  Waits
  * for the device's queued work, so errors of asynchronous kernels show.
  */

@@ -3,6 +3,7 @@
  * (see lm_source.h).
  */
 #include "lm_source.h"
+#include "device.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -223,8 +224,8 @@ queue_take(HookQueue *q, float *dst, bool on_device, int64_t max_rows, SaeError 
 	SaeBackend *be = sae_lm_backend(q->owner->opt.lm);
 	int64_t		n;
 
-	if (q->head == q->tail && produce(q->owner, err) != SAE_OK)
-		return -1;
+	if ((q->head == q->tail && produce(q->owner, err) != SAE_OK) || sae_backend_check(be, err) != SAE_OK)
+		return -1;				/* after a GPU fault the queued rows are not to be trusted */
 	n = q->tail - q->head < max_rows ? q->tail - q->head : max_rows;
 	if (on_device)
 		be->copy(be, dst, q->data + q->head * q->width, sizeof(float) * n * q->width);
@@ -259,7 +260,7 @@ SaeSource
 sae_lm_source_hook(SaeLmSource *s, int i)
 {
 	SaeSource	src = {&s->queues[i], queue_read, queue_rewind, queue_read_device,
-	sae_lm_backend(s->opt.lm)->device_index};
+	sae_lm_backend(s->opt.lm)};
 
 	return src;
 }

@@ -154,7 +154,7 @@ fill_rows(SaeRun *run, float *dst, int64_t rows, SaeError *err)
 {
 	size_t		d = run->cfg.d_in;
 	int64_t		done = 0;
-	bool		direct = run->src.read_device && run->src.device_index == run->be->device_index;
+	bool		direct = run->src.read_device && sae_backends_share_memory(run->src.memory, run->be);
 
 	while (done < rows)
 	{

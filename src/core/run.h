@@ -24,13 +24,13 @@ typedef struct SaeSource
 	int			(*rewind) (void *ctx, SaeError *err);
 
 	/*
-	 * Optional, for sources whose rows are in backend memory (a model's
-	 * activations): read, but into backend memory at dst.  Used when the
-	 * run's backend has the same device_index, so the rows never leave
-	 * the GPU.
+	 * Optional, for sources whose rows are in a backend's memory (a
+	 * model's activations): read, but into that backend's memory at dst.
+	 * Used when the run's backend shares it (sae_backends_share_memory),
+	 * so the rows never leave the GPU.
 	 */
 	int64_t		(*read_device) (void *ctx, float *dst, int64_t max_rows, SaeError *err);
-	int			device_index;
+	SaeBackend *memory;			/* whose memory read_device's rows are in */
 } SaeSource;
 
 typedef struct SaeRunCallbacks

@@ -45,8 +45,12 @@ typedef struct CachedModel
 
 static HTAB *model_cache = NULL;
 
-/* The backends models live on, [0] the CPU's and [1 + i] GPU i's, each made once. */
+/*
+ * The backends models live on, [0] the CPU's and [1 + i] GPU i's, each made
+ * once, and for the GPUs the CUDA module each came from (sae.cuda_module).
+ */
 static SaeBackend *model_backends[1 + MAX_GPUS];
+static char *model_modules[1 + MAX_GPUS];
 
 static int
 backend_slot(SaeDevice dev)
@@ -268,10 +272,29 @@ store_model(const char *name, const char *repo, const char *dir, const LoadOptio
 	return id;
 }
 
+/* Drop a backend with every model on it. */
+static void
+drop_backend(int slot)
+{
+	HASH_SEQ_STATUS seq;
+	CachedModel *c;
+
+	hash_seq_init(&seq, get_cache());
+	while ((c = hash_seq_search(&seq)) != NULL)
+		if (c->slot == slot)
+		{
+			sae_lm_free(c->lm);
+			hash_search(get_cache(), c->key, HASH_REMOVE, NULL);
+		}
+	model_backends[slot]->destroy(model_backends[slot]);
+	model_backends[slot] = NULL;
+}
+
 /*
  * The backend for dev's models.  A GPU backend that has failed is dropped
- * with every model on it (their device memory went with the error) and
- * made again, which says at once if the GPU is still unusable.
+ * with its models (their device memory went with the error) and made
+ * again, which says at once if the GPU is still unusable; so is one from
+ * another CUDA module than sae.cuda_module names now.
  */
 static SaeBackend *
 model_backend(SaeDevice dev)
@@ -279,24 +302,17 @@ model_backend(SaeDevice dev)
 	int			slot = backend_slot(dev);
 	SaeBackend *be = model_backends[slot];
 
-	if (be != NULL && be->device_error && be->device_error(be) != NULL)
+	if (be != NULL && dev.cuda &&
+		(be->device_error(be) != NULL || strcmp(model_modules[slot], SaeCudaModulePath()) != 0))
+		drop_backend(slot);
+	if (model_backends[slot] == NULL)
 	{
-		HASH_SEQ_STATUS seq;
-		CachedModel *c;
-
-		hash_seq_init(&seq, get_cache());
-		while ((c = hash_seq_search(&seq)) != NULL)
-			if (c->slot == slot)
-			{
-				sae_lm_free(c->lm);
-				hash_search(get_cache(), c->key, HASH_REMOVE, NULL);
-			}
-		be->destroy(be);
-		model_backends[slot] = be = NULL;
+		model_backends[slot] = SaeBackendCreate(dev, false);
+		if (model_modules[slot])
+			pfree(model_modules[slot]);
+		model_modules[slot] = MemoryContextStrdup(TopMemoryContext, SaeCudaModulePath());
 	}
-	if (be == NULL)
-		model_backends[slot] = be = SaeBackendCreate(dev, false);
-	return be;
+	return model_backends[slot];
 }
 
 /* Load the files in dir onto dev. */

@@ -169,15 +169,23 @@ SaeResolveDevice(const char *name)
 		return dev;
 	if (req.automatic)
 	{
-		bool		usable = sae_cuda_devices(SaeCudaModulePath(), &info, 1, &n, &err) == SAE_OK;
+		/* asked once per session and module: the answer and its NOTICE do not repeat per call */
+		static char asked_module[MAXPGPATH];
+		static bool gpu_seen;
 
-		if (!usable || n == 0)
+		if (strcmp(asked_module, SaeCudaModulePath()) != 0)
 		{
-			ereport(NOTICE,
-					(errmsg("device \"auto\": %s; using the CPU",
-							usable ? "the server sees no GPU" : err.message)));
-			return dev;
+			bool		usable = sae_cuda_devices(SaeCudaModulePath(), &info, 1, &n, &err) == SAE_OK;
+
+			gpu_seen = usable && n > 0;
+			strlcpy(asked_module, SaeCudaModulePath(), sizeof(asked_module));
+			if (!gpu_seen)
+				ereport(NOTICE,
+						(errmsg("device \"auto\": %s; using the CPU",
+								usable ? "the server sees no GPU" : err.message)));
 		}
+		if (!gpu_seen)
+			return dev;
 	}
 	dev.cuda = true;
 	dev.index = req.automatic ? 0 : req.index;
@@ -234,16 +242,6 @@ SaeBackendForContext(MemoryContext ctx, SaeDevice dev, bool tf32)
 	cb->arg = be;
 	MemoryContextRegisterResetCallback(ctx, cb);
 	return be;
-}
-
-/* ERROR if the backend's device has failed (a CUDA error). */
-void
-SaeCheckBackend(SaeBackend *be)
-{
-	SaeError	err;
-
-	if (sae_backend_check(be, &err) != SAE_OK)
-		SaeReportError(&err);
 }
 
 /* A float4[] from C floats. */

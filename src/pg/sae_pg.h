@@ -52,7 +52,6 @@ extern SaeDevice SaeSessionDevice(void);
 extern const char *SaeDeviceName(SaeDevice dev);
 extern SaeBackend *SaeBackendCreate(SaeDevice dev, bool tf32);
 extern SaeBackend *SaeBackendForContext(MemoryContext ctx, SaeDevice dev, bool tf32);
-extern void SaeCheckBackend(SaeBackend *be);
 
 /* config_jsonb.c: a jsonb object -> a finished SaeConfig */
 extern void SaeParseConfig(Jsonb *json, SaeConfig *cfg);

@@ -51,10 +51,11 @@ destroy_call(void *arg)
 	TrainCall  *call = arg;
 
 	for (int i = 0; i < call->n; i++)
-	{
-		sae_run_destroy(call->st[i]->run);
-		call->st[i]->run = NULL;
-	}
+		if (call->st[i])		/* an ERROR while preparing may leave some unmade */
+		{
+			sae_run_destroy(call->st[i]->run);
+			call->st[i]->run = NULL;
+		}
 	sae_lm_source_destroy(call->lm_src);
 	call->lm_src = NULL;
 }
@@ -364,6 +365,16 @@ sae_train(PG_FUNCTION_ARGS)
 		ereport(NOTICE,
 				(errmsg("allow_tf32 applies to GPU runs: on the CPU every product is float32")));
 
+	/*
+	 * The backend first, then the cleanup of what the engine allocates from
+	 * here on (reset callbacks run last-registered first: the runs and
+	 * their source go before their backend).
+	 */
+	be = SaeBackendForContext(run_ctx, call->dev, cfg->allow_tf32);
+	cleanup->func = destroy_call;
+	cleanup->arg = call;
+	MemoryContextRegisterResetCallback(run_ctx, cleanup);
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	old = MemoryContextSwitchTo(run_ctx);
@@ -371,12 +382,6 @@ sae_train(PG_FUNCTION_ARGS)
 		prepare_model_runs(call, cfg);
 	else
 		prepare_table_run(call, cfg);
-
-	/* callbacks run last-registered first: the runs must go before their backend */
-	be = SaeBackendForContext(run_ctx, call->dev, cfg->allow_tf32);
-	cleanup->func = destroy_call;
-	cleanup->arg = call;
-	MemoryContextRegisterResetCallback(run_ctx, cleanup);
 
 	runs = palloc(sizeof(SaeRun *) * call->n);
 	for (int i = 0; i < call->n; i++)

@@ -12,6 +12,8 @@
  */
 #include "cublas_v2.h"
 
+#include <sys/mman.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <unordered_map>
@@ -51,18 +53,23 @@ unsigned long long shfl_slots[2][MAX_THREADS];
 /*
  * Save the callee-saved registers on this stack and its pointer in *save,
  * then continue on the stack load saved the same way (x86-64 System V).
- * glibc's swapcontext would do, but makes a system call per switch.
+ * glibc's swapcontext would do, but makes a system call per switch.  The
+ * floating-point control state (MXCSR, x87) is not switched: nothing here
+ * changes it.
  */
 extern "C" void emu_switch(void **save, void *load);
-asm(".text\n"
+asm(".pushsection .text\n"
 	".globl emu_switch\n"
+	".hidden emu_switch\n"
 	".type emu_switch, @function\n"
 	"emu_switch:\n"
 	"	pushq %rbp\n	pushq %rbx\n	pushq %r12\n	pushq %r13\n	pushq %r14\n	pushq %r15\n"
 	"	movq %rsp, (%rdi)\n"
 	"	movq %rsi, %rsp\n"
 	"	popq %r15\n	popq %r14\n	popq %r13\n	popq %r12\n	popq %rbx\n	popq %rbp\n"
-	"	ret\n");
+	"	ret\n"
+	".size emu_switch, . - emu_switch\n"
+	".popsection\n");
 
 namespace
 {
@@ -74,6 +81,21 @@ fiber_main()
 	(*kernel_body) ();
 	current->state = DONE;
 	emu_switch(&current->sp, scheduler);
+}
+
+/* STACK_BYTES of stack above a guard page, so that an overflow faults rather than corrupts. */
+char *
+new_stack()
+{
+	char	   *p = (char *) mmap(NULL, STACK_BYTES + 4096, PROT_READ | PROT_WRITE,
+								  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED || mprotect(p, 4096, PROT_NONE) != 0)
+	{
+		fprintf(stderr, "cuda_emu: no memory for fiber stacks\n");
+		abort();
+	}
+	return p + 4096;
 }
 
 /*
@@ -119,6 +141,13 @@ release(int n)
 			warp_waits |= fibers[i].state == AT_WARP;
 			warp_ready &= fibers[i].state == AT_WARP || fibers[i].state == DONE;
 		}
+		for (int i = w * 32; warp_waits && warp_ready && i < n && i < w * 32 + 32; i++)
+			if (fibers[i].state == DONE)
+			{
+				fprintf(stderr, "cuda_emu: a warp shuffle in block (%u, %u) while lane %d has exited\n",
+						blockIdx.x, blockIdx.y, i % 32);
+				abort();
+			}
 		if (warp_waits && warp_ready)
 		{
 			for (int i = w * 32; i < n && i < w * 32 + 32; i++)
@@ -148,7 +177,7 @@ run_block(int n)
 	for (int i = 0; i < n; i++)
 	{
 		if (stacks[i] == NULL)
-			stacks[i] = (char *) malloc(STACK_BYTES);
+			stacks[i] = new_stack();
 		fibers[i].sp = fresh_stack(stacks[i]);
 		fibers[i].state = RUNNABLE;
 		fibers[i].shfl_gen = 0;
@@ -213,6 +242,11 @@ emu_launch(dim3 grid, dim3 block, const std::function<void()> &body)
 	{
 		fprintf(stderr, "cuda_emu: a block of %d threads (the backend uses multiples of 32, at most %d)\n",
 				n, MAX_THREADS);
+		abort();
+	}
+	if (grid.x < 1 || grid.x > 2147483647u || grid.y < 1 || grid.y > 65535 || grid.z < 1 || grid.z > 65535)
+	{
+		fprintf(stderr, "cuda_emu: grid (%u, %u, %u) is beyond CUDA's limits\n", grid.x, grid.y, grid.z);
 		abort();
 	}
 	gridDim = grid;
@@ -374,11 +408,17 @@ cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s)
 	return cudaMemset(p, value, bytes);
 }
 
+/* Overlapping copies are undefined in CUDA: the emulator refuses them. */
 cudaError_t
 cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {
+	if ((char *) dst < (const char *) src + bytes && (const char *) src < (char *) dst + bytes && dst != src)
+	{
+		fprintf(stderr, "cuda_emu: cudaMemcpy of %zu bytes between overlapping regions\n", bytes);
+		abort();
+	}
 	if (sticky == cudaSuccess)
-		memmove(dst, src, bytes);
+		memcpy(dst, src, bytes);
 	return sticky;
 }
 
@@ -390,28 +430,52 @@ cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, c
 
 /* ------------------------------------------------------------------ cuBLAS */
 
+struct cublasContext
+{
+	cublasMath_t mode;
+};
+
 cublasStatus_t
 cublasCreate(cublasHandle_t *h)
 {
-	*h = (cublasHandle_t) malloc(1);
+	*h = new cublasContext {CUBLAS_DEFAULT_MATH};
 	return CUBLAS_STATUS_SUCCESS;
 }
 
 cublasStatus_t
 cublasDestroy(cublasHandle_t h)
 {
-	free(h);
+	delete h;
 	return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t
+cublasSetMathMode(cublasHandle_t h, cublasMath_t mode)
+{
+	h->mode = mode;
+	return CUBLAS_STATUS_SUCCESS;
+}
+
+/* A float rounded to TF32 (10 mantissa bits), as tensor cores read their inputs. */
+static float
+tf32(float x)
+{
+	uint32_t	u;
+
+	memcpy(&u, &x, 4);
+	if ((u & 0x7f800000u) != 0x7f800000u)	/* not inf or NaN: round to nearest, ties away */
+		u = (u + 0x1000u) & 0xffffe000u;
+	memcpy(&x, &u, 4);
+	return x;
+}
 const char *cublasGetStatusString(cublasStatus_t s) { return s ? "invalid value" : "success"; }
 const char *cublasGetStatusName(cublasStatus_t s) { return s ? "CUBLAS_STATUS_INVALID_VALUE" : "CUBLAS_STATUS_SUCCESS"; }
 
 /*
  * C = alpha op(A) op(B) + beta C, column-major, op(A) m x k, op(B) k x n;
  * beta 0 ignores C's old contents, as BLAS does.  The leading dimensions
- * are checked as cuBLAS checks them.
+ * are checked as cuBLAS checks them.  In TF32 mode the inputs are rounded
+ * to TF32 first, so tests see TF32's error (sums stay in double here).
  */
 cublasStatus_t
 cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
@@ -427,8 +491,12 @@ cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
 			double		s = 0;
 
 			for (int l = 0; l < k; l++)
-				s += (double) (ta == CUBLAS_OP_N ? A[i + (size_t) l * lda] : A[l + (size_t) i * lda]) *
-					(tb == CUBLAS_OP_N ? B[l + (size_t) j * ldb] : B[j + (size_t) l * ldb]);
+			{
+				float		a = ta == CUBLAS_OP_N ? A[i + (size_t) l * lda] : A[l + (size_t) i * lda],
+							b = tb == CUBLAS_OP_N ? B[l + (size_t) j * ldb] : B[j + (size_t) l * ldb];
+
+				s += h->mode == CUBLAS_TF32_TENSOR_OP_MATH ? (double) tf32(a) * tf32(b) : (double) a * b;
+			}
 			C[i + (size_t) j * ldc] = (float) (*alpha * s + (*beta == 0 ? 0 : *beta * C[i + (size_t) j * ldc]));
 		}
 	return CUBLAS_STATUS_SUCCESS;

@@ -1,10 +1,11 @@
 /*
  * test_cuda_errors.c — a fault on the GPU: the CUDA backend keeps the first
  * error, does nothing more, reports it as SAE_ERR_DEVICE with CUDA's
- * message, and its destroy still frees every byte of device memory.  A
- * real GPU cannot fault on request, so this runs only against the
- * emulation (test/cuda_emu), whose sae_cuda_emu_fail_after makes a launch
- * fail as a kernel fault does.
+ * message, and its destroy still hands back every allocation it holds (on
+ * a real GPU a fault also loses the process's CUDA context, whose memory
+ * returns when the session ends).  A real GPU cannot fault on request, so
+ * this runs only against the emulation (test/cuda_emu), whose
+ * sae_cuda_emu_fail_after makes a launch fail as a kernel fault does.
  */
 #include "unit.h"
 #include "helpers.h"

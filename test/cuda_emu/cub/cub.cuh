@@ -37,7 +37,7 @@ public:
 				out += tmp.v[i];
 			aggregate += tmp.v[i];
 		}
-		__syncthreads();
+		/* as in CUB, no barrier after: reusing tmp needs the caller's __syncthreads */
 	}
 
 private:
