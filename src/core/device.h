@@ -50,7 +50,7 @@ typedef struct SaeDeviceRequest
 {
 	bool		cpu;
 	bool		automatic;		/* "auto": CUDA when it works, else the CPU */
-	int			index;			/* the GPU for "cuda:N" (0 for "cuda") */
+	int			index;			/* the GPU: N for "cuda:N", 0 for "cuda" and "auto" */
 } SaeDeviceRequest;
 
 /* Parse a device name; SAE_ERR_INVALID_PARAMETER if it is none of the above. */

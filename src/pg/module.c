@@ -188,7 +188,7 @@ SaeResolveDevice(const char *name)
 			return dev;
 	}
 	dev.cuda = true;
-	dev.index = req.automatic ? 0 : req.index;
+	dev.index = req.index;
 	return dev;
 }
 
